@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every parser fuzz target for N seconds (default 60), seeded with the shipped samples.
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 enables them on the stable toolchain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH="${1:-60}"
+export RUSTC_BOOTSTRAP=1
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/avatar/fuzz-target}"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "installing cargo-fuzz"
+  cargo install cargo-fuzz --locked --quiet
+fi
+cd pipelines/formats
+seeds="$(mktemp -d)"
+trap 'rm -rf "$seeds"' EXIT
+find ../../samples -type f -exec cp {} "$seeds/" \;
+targets=$(cargo fuzz list)
+# Sanitizer off: the parsers are safe Rust, so what we hunt is panics, hangs and runaway
+# memory; that also halves the build time.
+cargo fuzz build -s none
+log="$(mktemp)"
+for t in $targets; do
+  mkdir -p "fuzz/corpus/$t"
+  if cargo fuzz run -s none "$t" "fuzz/corpus/$t" "$seeds" -- \
+      -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -max_len=65536 -timeout=10 >"$log" 2>&1; then
+    echo "fuzz $t: $(grep -Eo 'Done [0-9]+ runs in [0-9]+ second\(s\)' "$log" | tail -1)"
+  else
+    tail -40 "$log"
+    echo "fuzz target $t failed: the crashing input is under pipelines/formats/fuzz/artifacts/$t"
+    exit 1
+  fi
+done

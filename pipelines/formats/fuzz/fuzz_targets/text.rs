@@ -1,0 +1,7 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = avatar_formats::text::parse("notes.md", data, true);
+    let _ = avatar_formats::text::parse("notes.txt", data, false);
+});

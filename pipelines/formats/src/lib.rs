@@ -1,0 +1,108 @@
+//! Parsers: the bytes of one export file -> the items a person (or the people around them)
+//! wrote. Pure functions, no I/O: the ingest service reads files and archives, the processor
+//! turns items into records with ids and identity.
+//!
+//! Every parser returns either items or a [`FormatError`] whose kind and message become a
+//! dead-letter event. Parsers never merge lines silently: a line that looks like the start of
+//! a message but cannot be read is reported, not glued onto the previous message.
+
+use avatar_schemas::RecordKind;
+use chrono::{DateTime, Utc};
+
+pub mod email;
+pub mod mbox;
+pub mod sniff;
+pub mod telegram;
+pub mod text;
+pub mod whatsapp;
+
+/// One piece of writing found in an export, before ids and identity are attached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub kind: RecordKind,
+    /// Conversation, email thread or document title it belongs to.
+    pub thread: String,
+    pub timestamp: Option<DateTime<Utc>>,
+    /// Who wrote it, as the export names them (`Name <addr>` for mail, a display name or
+    /// phone number for chats).
+    pub author: Option<String>,
+    pub text: String,
+    pub title: Option<String>,
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+}
+
+/// The items of one artifact and what was deliberately left out.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Parsed {
+    /// The format that read it: `mbox`, `eml`, `whatsapp`, `telegram`, `text`, `markdown`.
+    pub format: &'static str,
+    pub items: Vec<Item>,
+    /// System lines, media placeholders and similar lines that carry no one's writing.
+    pub skipped: usize,
+    /// Lines or entries that could not be read but did not stop the rest (reported, not merged).
+    pub warnings: Vec<String>,
+}
+
+/// Why an artifact could not be parsed. Becomes a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FormatError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Empty,
+    Binary,
+    Encoding,
+    Malformed,
+    Truncated,
+    Unsupported,
+}
+
+impl ErrorKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorKind::Empty => "empty",
+            ErrorKind::Binary => "binary",
+            ErrorKind::Encoding => "encoding",
+            ErrorKind::Malformed => "malformed",
+            ErrorKind::Truncated => "truncated",
+            ErrorKind::Unsupported => "unsupported",
+        }
+    }
+}
+
+impl FormatError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        FormatError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parse one artifact. `name` is its file name (or path inside an archive), used with the
+/// content to sniff the format; `hint` forces a format (`mbox`, `eml`, `whatsapp`, `telegram`,
+/// `text`, `markdown`).
+pub fn parse(name: &str, hint: Option<&str>, bytes: &[u8]) -> Result<Parsed, FormatError> {
+    if bytes.is_empty() {
+        return Err(FormatError::new(ErrorKind::Empty, format!("{name}: the file is empty")));
+    }
+    let format = match hint {
+        Some(h) => sniff::Format::from_name(h).ok_or_else(|| {
+            FormatError::new(ErrorKind::Unsupported, format!("unknown format `{h}`"))
+        })?,
+        None => sniff::sniff(name, bytes)?,
+    };
+    match format {
+        sniff::Format::Mbox => mbox::parse(bytes),
+        sniff::Format::Eml => email::parse_eml(bytes),
+        sniff::Format::WhatsApp => whatsapp::parse(name, bytes),
+        sniff::Format::Telegram => telegram::parse(bytes),
+        sniff::Format::Text => text::parse(name, bytes, false),
+        sniff::Format::Markdown => text::parse(name, bytes, true),
+    }
+}

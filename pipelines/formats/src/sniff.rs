@@ -1,0 +1,149 @@
+//! Which parser reads a file: decided from the content first and the name second, because
+//! exports get renamed (`_chat.txt`, `result (1).json`, `messages.mbox.txt`).
+
+use crate::{ErrorKind, FormatError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Mbox,
+    Eml,
+    WhatsApp,
+    Telegram,
+    Text,
+    Markdown,
+}
+
+impl Format {
+    pub fn from_name(name: &str) -> Option<Format> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "mbox" => Format::Mbox,
+            "eml" | "email" | "maildir" => Format::Eml,
+            "whatsapp" => Format::WhatsApp,
+            "telegram" => Format::Telegram,
+            "text" | "txt" => Format::Text,
+            "markdown" | "md" => Format::Markdown,
+            _ => return None,
+        })
+    }
+}
+
+/// Sniff the format of `bytes` named `name`.
+pub fn sniff(name: &str, bytes: &[u8]) -> Result<Format, FormatError> {
+    let lower = name.to_ascii_lowercase();
+    let head = &bytes[..bytes.len().min(64 * 1024)];
+    if looks_binary(head) {
+        return Err(FormatError::new(
+            ErrorKind::Binary,
+            format!("{name}: binary content ({}) is not a supported export format", describe_binary(head)),
+        ));
+    }
+    let text = String::from_utf8_lossy(head);
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    if trimmed.starts_with("From ") && (lower.ends_with(".mbox") || looks_like_headers(after_first_line(trimmed))) {
+        return Ok(Format::Mbox);
+    }
+    if lower.ends_with(".mbox") {
+        return Ok(Format::Mbox);
+    }
+    if lower.ends_with(".json") || trimmed.starts_with('{') {
+        if trimmed.contains("\"messages\"") || trimmed.contains("\"chats\"") {
+            return Ok(Format::Telegram);
+        }
+        return Err(FormatError::new(
+            ErrorKind::Unsupported,
+            format!("{name}: JSON that is not a Telegram Desktop export (no `messages` or `chats`)"),
+        ));
+    }
+    if lower.ends_with(".eml") || looks_like_headers(trimmed) {
+        return Ok(Format::Eml);
+    }
+    if crate::whatsapp::looks_like(&text) {
+        return Ok(Format::WhatsApp);
+    }
+    if lower.ends_with(".md") || lower.ends_with(".markdown") {
+        return Ok(Format::Markdown);
+    }
+    if lower.ends_with(".txt") || lower.ends_with(".text") || lower.ends_with(".org") || lower.ends_with(".rst") {
+        return Ok(Format::Text);
+    }
+    Err(FormatError::new(
+        ErrorKind::Unsupported,
+        format!("{name}: not a format Avatar reads yet (mbox, .eml, Maildir, WhatsApp .txt, Telegram result.json, .txt, .md)"),
+    ))
+}
+
+fn after_first_line(s: &str) -> &str {
+    s.split_once('\n').map(|(_, rest)| rest).unwrap_or("")
+}
+
+/// RFC 5322 header block: the first lines are `Name: value` with at least one well-known
+/// mail header among them.
+fn looks_like_headers(s: &str) -> bool {
+    let mut known = 0;
+    for line in s.lines().take(40) {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with(' ') || line.starts_with('\t') {
+            continue;
+        }
+        let Some((name, _)) = line.split_once(':') else { return false };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            return false;
+        }
+        let n = name.to_ascii_lowercase();
+        if matches!(
+            n.as_str(),
+            "from" | "to" | "subject" | "date" | "message-id" | "received" | "return-path" | "mime-version" | "delivered-to" | "x-gm-thrid"
+        ) {
+            known += 1;
+        }
+    }
+    known >= 2
+}
+
+/// NUL bytes or invalid UTF-8 that is not explained by a legacy single-byte encoding.
+fn looks_binary(head: &[u8]) -> bool {
+    if head.contains(&0) {
+        return true;
+    }
+    let controls = head
+        .iter()
+        .filter(|&&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x0c | 0x1b))
+        .count();
+    controls * 20 > head.len().max(1)
+}
+
+fn describe_binary(head: &[u8]) -> &'static str {
+    match head {
+        [0x25, 0x50, 0x44, 0x46, ..] => "PDF",
+        [0xff, 0xd8, 0xff, ..] => "JPEG image",
+        [0x89, b'P', b'N', b'G', ..] => "PNG image",
+        [b'P', b'K', 3, 4, ..] => "zip archive",
+        [b'S', b'Q', b'L', b'i', b't', b'e', ..] => "SQLite database",
+        [b'G', b'I', b'F', b'8', ..] => "GIF image",
+        [0x1f, 0x8b, ..] => "gzip data",
+        _ => "unrecognised",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_by_content_before_name() {
+        assert_eq!(sniff("x.txt", b"From a@b Mon Jan  1 00:00:00 2001\nFrom: a@b\nSubject: s\n\nhi\n").unwrap(), Format::Mbox);
+        assert_eq!(sniff("mail", b"From: a@b\nTo: c@d\nSubject: s\n\nhi\n").unwrap(), Format::Eml);
+        assert_eq!(sniff("result.json", b"{\"name\":\"x\",\"messages\":[]}").unwrap(), Format::Telegram);
+        assert_eq!(sniff("notes.md", b"# Title\n\nbody").unwrap(), Format::Markdown);
+        assert_eq!(sniff("notes.txt", b"just some notes").unwrap(), Format::Text);
+    }
+
+    #[test]
+    fn binary_is_refused_with_a_reason() {
+        let e = sniff("photo.jpg", &[0xff, 0xd8, 0xff, 0, 1, 2]).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Binary);
+        assert!(e.message.contains("JPEG"));
+    }
+}

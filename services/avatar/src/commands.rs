@@ -1,0 +1,442 @@
+//! One function per command. They print for people by default and JSON with `--json`.
+
+use crate::app::{default_data_dir, App};
+use crate::{Cli, Command, MemoryCommand};
+use anyhow::{bail, Context, Result};
+use avatar_runtime::{EventLog, RecordStore, SearchIndex};
+use avatar_schemas::{AvatarCreated, Envelope, Payload, Record, RecordKind};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub fn run(cli: Cli) -> Result<()> {
+    let data = match &cli.data {
+        Some(d) => d.clone(),
+        None => default_data_dir()?,
+    };
+    let ctx = Ctx {
+        data,
+        avatar: cli.avatar.clone(),
+        quiet: cli.quiet,
+    };
+    match cli.command {
+        Command::Init { name, aliases, id } => init(&ctx, &name, &aliases, id.as_deref()),
+        Command::Ingest { paths, format } => ingest(&ctx, &paths, format).map(|_| ()),
+        Command::Records { json, mine, limit } => records(&ctx, json, mine, limit),
+        Command::Search { query, json, k } => search(&ctx, &query, json, k),
+        Command::Memory { command } => match command {
+            MemoryCommand::Add { text, title, by } => memory_add(&ctx, &text, title, by),
+            MemoryCommand::List { json } => memory_list(&ctx, json),
+        },
+        Command::Replay { into } => replay(&ctx, &into),
+        Command::Status { json } => status(&ctx, json),
+        Command::Demo { keep } => crate::demo::run(keep, cli.quiet),
+    }
+}
+
+/// What every command needs to know.
+pub struct Ctx {
+    pub data: PathBuf,
+    pub avatar: Option<String>,
+    pub quiet: bool,
+}
+
+impl Ctx {
+    fn open(&self) -> Result<App> {
+        App::open(&self.data)
+    }
+
+    fn bar(&self, len: u64, what: &str) -> ProgressBar {
+        let bar = ProgressBar::with_draw_target(
+            Some(len),
+            if self.quiet {
+                ProgressDrawTarget::hidden()
+            } else {
+                ProgressDrawTarget::stderr()
+            },
+        );
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {pos}/{len} {msg} ({eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(what.to_string());
+        bar
+    }
+}
+
+/// A URL- and file-name-safe id from a name: "Ada Lovelace" -> "ada-lovelace".
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+pub fn init(ctx: &Ctx, name: &str, aliases: &[String], id: Option<&str>) -> Result<()> {
+    let name = name.trim();
+    if name.is_empty() {
+        bail!("--name must not be empty");
+    }
+    let id = id.map(str::to_string).unwrap_or_else(|| slug(name));
+    if id.is_empty() || id != slug(&id) {
+        bail!("avatar id `{id}` must be lowercase letters, digits and dashes (try `{}`)", slug(&id));
+    }
+    let app = ctx.open()?;
+    if app.avatars()?.iter().any(|a| a.avatar_id == id) {
+        bail!("avatar `{id}` already exists in {}", ctx.data.display());
+    }
+    let event = Envelope::new(
+        id.clone(),
+        "cli:init",
+        Payload::AvatarCreated(AvatarCreated {
+            avatar_id: id.clone(),
+            name: name.to_string(),
+            aliases: aliases.to_vec(),
+        }),
+    );
+    app.log.append(&[event])?;
+    println!("created avatar `{id}` for {name} in {}", ctx.data.display());
+    Ok(())
+}
+
+pub fn ingest(
+    ctx: &Ctx,
+    paths: &[PathBuf],
+    format: Option<String>,
+) -> Result<avatar_processor::Report> {
+    let app = ctx.open()?;
+    let avatar = app.avatar(ctx.avatar.as_deref())?;
+    let opts = avatar_ingest::IngestOptions {
+        format_hint: format,
+        ..Default::default()
+    };
+    let bar = ctx.bar(0, "reading");
+    let report = avatar_ingest::ingest_paths(
+        &app.log,
+        &app.blobs,
+        &avatar.avatar_id,
+        paths,
+        &opts,
+        &mut |p| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    for (name, reason) in &report.rejected {
+        eprintln!("skipped {name}: {reason}");
+    }
+    let start = app.log.checkpoint(avatar_processor::PARSE)?;
+    let bar = ctx.bar(app.log.end()?.saturating_sub(start), "processing");
+    let processed = app.process(&mut |p| {
+        bar.set_length(p.end.saturating_sub(start));
+        bar.set_position(p.offset.saturating_sub(start));
+    })?;
+    bar.finish_and_clear();
+    for (name, reason) in &processed.dead_letters {
+        eprintln!("dead letter: {name}: {reason}");
+    }
+    println!(
+        "ingested {} new file(s) ({} already known, {} skipped): {} record(s), {} dead letter(s)",
+        report.artifacts_new,
+        report.artifacts_known,
+        report.rejected.len(),
+        processed.records,
+        processed.dead_letters.len()
+    );
+    Ok(processed)
+}
+
+fn record_json(r: &Record) -> serde_json::Value {
+    json!({
+        "id": r.id,
+        "source": r.source,
+        "format": r.format,
+        "kind": r.kind,
+        "thread": r.thread,
+        "timestamp": r.timestamp,
+        "author": r.author,
+        "author_is_person": r.author_is_person,
+        "title": r.title,
+        "message_id": r.message_id,
+        "in_reply_to": r.in_reply_to,
+        "text": r.text,
+    })
+}
+
+pub fn records(ctx: &Ctx, as_json: bool, mine: bool, limit: Option<usize>) -> Result<()> {
+    let app = ctx.open()?;
+    let avatar = app.avatar(ctx.avatar.as_deref())?;
+    let all = app.records.records(&avatar.avatar_id)?;
+    let mut out = std::io::stdout().lock();
+    for r in all
+        .iter()
+        .filter(|r| !mine || r.author_is_person)
+        .take(limit.unwrap_or(usize::MAX))
+    {
+        if as_json {
+            writeln!(out, "{}", record_json(r))?;
+        } else {
+            let when = r.timestamp.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "—".into());
+            let who = r.author.as_deref().unwrap_or("?");
+            let first_line = r.text.lines().next().unwrap_or("");
+            writeln!(out, "{when}  {:<9} {who}: {}", r.format, truncate(first_line, 100))?;
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+/// One search hit with its citation.
+pub struct Cited {
+    pub score: f32,
+    pub snippet: String,
+    pub record: Record,
+}
+
+pub fn search_hits(app: &App, avatar: &str, query: &str, k: usize) -> Result<Vec<Cited>> {
+    let hits = app.index.search(avatar, query, k)?;
+    let mut out = Vec::with_capacity(hits.len());
+    for h in hits {
+        if let Some(record) = app.records.get(&h.record_id)? {
+            out.push(Cited {
+                score: h.score,
+                snippet: h.snippet,
+                record,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub fn search(ctx: &Ctx, query: &str, as_json: bool, k: usize) -> Result<()> {
+    let app = ctx.open()?;
+    let avatar = app.avatar(ctx.avatar.as_deref())?;
+    let hits = search_hits(&app, &avatar.avatar_id, query, k)?;
+    let mut out = std::io::stdout().lock();
+    if hits.is_empty() && !as_json {
+        writeln!(out, "no results for {query:?}")?;
+    }
+    for (rank, h) in hits.iter().enumerate() {
+        let r = &h.record;
+        if as_json {
+            writeln!(
+                out,
+                "{}",
+                json!({
+                    "rank": rank + 1,
+                    "record_id": r.id,
+                    "score": h.score,
+                    "snippet": h.snippet,
+                    "source": r.source,
+                    "format": r.format,
+                    "thread": r.thread,
+                    "timestamp": r.timestamp,
+                    "author": r.author,
+                    "author_is_person": r.author_is_person,
+                    "title": r.title,
+                })
+            )?;
+        } else {
+            let when = r.timestamp.map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "undated".into());
+            writeln!(
+                out,
+                "{}. {}  [{} · {} · {}]\n   {}\n   source: {}  record: {}",
+                rank + 1,
+                r.title.as_deref().unwrap_or(&r.thread),
+                r.author.as_deref().unwrap_or("unknown author"),
+                when,
+                r.format,
+                h.snippet.replace('\n', " "),
+                r.source,
+                r.id
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub fn memory_add(ctx: &Ctx, text: &str, title: Option<String>, by: Option<String>) -> Result<()> {
+    if text.trim().is_empty() {
+        bail!("a memory needs some text");
+    }
+    let app = ctx.open()?;
+    let avatar = app.avatar(ctx.avatar.as_deref())?;
+    let event = avatar_ingest::add_memory(&app.log, &avatar.avatar_id, text, title, by)?;
+    app.process(&mut |_| {})?;
+    println!("added memory {} to `{}`", avatar_schemas::record_id(&event.id.to_string(), 0), avatar.avatar_id);
+    Ok(())
+}
+
+fn memory_list(ctx: &Ctx, as_json: bool) -> Result<()> {
+    let app = ctx.open()?;
+    let avatar = app.avatar(ctx.avatar.as_deref())?;
+    for r in app.records.records(&avatar.avatar_id)?.iter().filter(|r| r.kind == RecordKind::Memory) {
+        if as_json {
+            println!("{}", record_json(r));
+        } else {
+            println!("{}  {}", r.id, r.text);
+        }
+    }
+    Ok(())
+}
+
+pub fn replay(ctx: &Ctx, into: &Path) -> Result<()> {
+    if into.exists() && std::fs::read_dir(into)?.next().is_some() {
+        bail!("{} is not empty: replay rebuilds into a fresh directory", into.display());
+    }
+    let from = ctx.open()?;
+    let to = App::open(into)?;
+    let mut next = 0;
+    let mut copied = 0usize;
+    loop {
+        let batch = from.log.read(next, 1024)?;
+        let Some(last) = batch.last() else { break };
+        next = last.offset + 1;
+        let inputs: Vec<Envelope> = batch
+            .into_iter()
+            .map(|s| s.event)
+            .filter(|e| e.payload.is_input())
+            .collect();
+        for e in &inputs {
+            if let Payload::ArtifactReceived(a) = &e.payload {
+                let bytes = from.blobs.get(&a.sha256).with_context(|| format!("artifact {} ({})", a.name, a.sha256))?;
+                to.blobs.put(&bytes)?;
+            }
+        }
+        copied += inputs.len();
+        to.log.append(&inputs)?;
+    }
+    let bar = ctx.bar(to.log.end()?, "replaying");
+    let report = to.process(&mut |p| {
+        bar.set_length(p.end);
+        bar.set_position(p.offset);
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "replayed {copied} input event(s) from {} into {}: {} record(s), {} dead letter(s)",
+        ctx.data.display(),
+        into.display(),
+        report.records,
+        report.dead_letters.len()
+    );
+    Ok(())
+}
+
+pub fn status_json(app: &App) -> Result<serde_json::Value> {
+    let mut avatars = Vec::new();
+    for a in app.avatars()? {
+        let records = app.records.records(&a.avatar_id)?;
+        let mut by_format = std::collections::BTreeMap::<String, u64>::new();
+        let mut mine = 0u64;
+        for r in &records {
+            *by_format.entry(r.format.clone()).or_default() += 1;
+            mine += u64::from(r.author_is_person);
+        }
+        avatars.push(json!({
+            "id": a.avatar_id,
+            "name": a.name,
+            "aliases": a.aliases,
+            "records": records.len(),
+            "records_by_person": mine,
+            "records_by_format": by_format,
+            "dataset": app.dataset_path(&a.avatar_id),
+        }));
+    }
+    let mut dead = Vec::new();
+    let mut next = 0;
+    loop {
+        let batch = app.log.read(next, 4096)?;
+        let Some(last) = batch.last() else { break };
+        next = last.offset + 1;
+        for s in batch {
+            if let Payload::DeadLetter(d) = &s.event.payload {
+                dead.push(json!({
+                    "avatar": s.event.avatar,
+                    "offset": s.offset,
+                    "source": s.event.source,
+                    "name": d.name,
+                    "error_kind": d.error_kind,
+                    "reason": d.reason,
+                }));
+            }
+        }
+    }
+    let events_by_kind: serde_json::Map<String, serde_json::Value> = app
+        .log
+        .count_by_kind()?
+        .into_iter()
+        .map(|(k, n)| (k, json!(n)))
+        .collect();
+    Ok(json!({
+        "data_dir": app.dir,
+        "avatars": avatars,
+        "log": {
+            "end_offset": app.log.end()?,
+            "events_by_kind": events_by_kind,
+            "checkpoints": {
+                "parse": app.log.checkpoint(avatar_processor::PARSE)?,
+                "sink": app.records.checkpoint(avatar_processor::SINK)?,
+                "index": app.index.checkpoint()?,
+            },
+        },
+        "dead_letters": dead,
+    }))
+}
+
+pub fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
+    let app = ctx.open()?;
+    let s = status_json(&app)?;
+    if as_json {
+        println!("{s}");
+        return Ok(());
+    }
+    println!("data directory: {}", ctx.data.display());
+    for a in s["avatars"].as_array().into_iter().flatten() {
+        println!(
+            "avatar {} ({}): {} records, {} written by them",
+            a["id"].as_str().unwrap_or(""),
+            a["name"].as_str().unwrap_or(""),
+            a["records"],
+            a["records_by_person"]
+        );
+        if let Some(m) = a["records_by_format"].as_object() {
+            for (f, n) in m {
+                println!("  {f:<10} {n}");
+            }
+        }
+    }
+    println!("log: {} events", s["log"]["end_offset"]);
+    let dead = s["dead_letters"].as_array().map(Vec::len).unwrap_or(0);
+    println!("dead letters: {dead}");
+    for d in s["dead_letters"].as_array().into_iter().flatten() {
+        println!("  {} [{}]: {}", d["name"].as_str().unwrap_or(""), d["error_kind"].as_str().unwrap_or(""), d["reason"].as_str().unwrap_or(""));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slug;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("Ada Lovelace"), "ada-lovelace");
+        assert_eq!(slug("  José  María O'Neil "), "josé-maría-o-neil");
+        assert_eq!(slug("---"), "");
+    }
+}

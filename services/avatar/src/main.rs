@@ -1,0 +1,144 @@
+//! `avatar`: the one binary. It parses the command line, opens the data directory and runs
+//! the command; errors are reported once, readably, with a non-zero exit code.
+
+mod app;
+mod commands;
+mod demo;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Avatar builds a digital representation of one person from what they leave behind:
+/// their mail, chats, notes and memories, searchable with citations and replayable from an
+/// event log.
+///
+/// Start with `avatar demo`, or:
+///
+///   avatar init --name "Ada Lovelace" --alias ada@example.org
+///   avatar ingest ~/Takeout/Mail/All\ mail.mbox ~/WhatsApp/chat.txt
+///   avatar search "analytical engine"
+#[derive(Parser, Debug)]
+#[command(name = "avatar", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    /// Data directory holding the event log, blobs, records, index and datasets.
+    /// Defaults to the per-user data directory (e.g. ~/.local/share/avatar).
+    #[arg(long, global = true, env = "AVATAR_DATA")]
+    pub data: Option<PathBuf>,
+
+    /// Which avatar (person) to work on; defaults to the only one when there is one.
+    #[arg(long, global = true, env = "AVATAR_ID")]
+    pub avatar: Option<String>,
+
+    /// No progress bars (they are hidden anyway when stderr is not a terminal).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create an avatar for one person, with the names, addresses, numbers and handles they used.
+    ///
+    /// Example: avatar init --name "Ada Lovelace" --alias ada@example.org --alias "+44 7700 900123"
+    Init {
+        /// The person's name.
+        #[arg(long)]
+        name: String,
+        /// Another name, email address, phone number or handle of the person (repeatable).
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// Avatar id (default: a slug of the name).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Ingest files, folders (Maildir included) and .zip exports; the format is sniffed.
+    ///
+    /// Re-ingesting the same bytes is a no-op. Files that cannot be read become dead letters
+    /// (see `avatar status`) and the rest goes on.
+    Ingest {
+        /// Files or folders to ingest.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Force a format instead of sniffing: mbox, eml, whatsapp, telegram, text, markdown.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// List the normalised records.
+    Records {
+        /// One JSON object per line: id, source, format, thread, timestamp, author,
+        /// author_is_person, text (and kind, title, message_id, in_reply_to).
+        #[arg(long)]
+        json: bool,
+        /// Only records the person wrote.
+        #[arg(long)]
+        mine: bool,
+        /// At most this many records.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Full-text search over everything the avatar knows, with citations.
+    Search {
+        /// The query (words; "quoted phrases", +must, -not work).
+        query: String,
+        /// Print the hits as JSON lines.
+        #[arg(long)]
+        json: bool,
+        /// Number of hits.
+        #[arg(short = 'k', long, default_value_t = 10)]
+        k: usize,
+    },
+    /// Memories: stories, advice and how-tos added by hand.
+    Memory {
+        #[command(subcommand)]
+        command: MemoryCommand,
+    },
+    /// Rebuild every store in a fresh data directory from this one's log.
+    Replay {
+        /// The new data directory (must not exist or be empty).
+        #[arg(long)]
+        into: PathBuf,
+    },
+    /// Counts per format, dead letters and log offsets.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The main job end to end on samples shipped with Avatar: init, ingest, search, replay.
+    Demo {
+        /// Keep the demo's data directory here instead of a temporary one.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemoryCommand {
+    /// Add a memory: `avatar memory add "Grandpa always fixed bikes on Sundays"`.
+    Add {
+        text: String,
+        #[arg(long)]
+        title: Option<String>,
+        /// Who is adding it (the person themself, or e.g. "granddaughter Maria").
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// List the memories.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The processors wired over the log. Two consumers, each with a named checkpoint:
+//!
+//! * `parse` reads `raw.artifact` events, fetches the bytes from the blob store, runs the
+//!   format parser and appends `records.*` events (or a `deadletter` with the reason) in the
+//!   same transaction that moves its checkpoint — one artifact per transaction, so a crash
+//!   loses nothing and duplicates nothing.
+//! * `sink` materialises `records.*`, memories and forget tombstones into the record store and
+//!   the search index. The index commits first (its checkpoint rides in the commit), then the
+//!   store; on restart the sink resumes from the store's checkpoint and re-applies the
+//!   idempotent batch to both.
+//!
+//! Everything here is a deterministic function of the log: replaying the same input events
+//! gives the same records, ids and texts.
+
+use avatar_identity::Identity;
+use avatar_runtime::{
+    BlobStore, EventLog, Offset, RecordStore, SearchIndex, StoreError, Stored,
+};
+use avatar_schemas::{
+    record_id, ArtifactReceived, DeadLetter, Envelope, ForgetTarget, Payload, Record, RecordKind,
+};
+use std::collections::HashMap;
+
+/// Consumer name of the parse stage.
+pub const PARSE: &str = "processor.parse";
+/// Consumer name of the record-store sink (the index keeps its own checkpoint).
+pub const SINK: &str = "processor.sink";
+
+const READ_BATCH: usize = 512;
+/// Dead letters list at most this many unreadable lines of one artifact.
+const MAX_WARNINGS_LISTED: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Report {
+    pub artifacts: usize,
+    pub records: usize,
+    /// (name, reason) of every artifact that became a dead letter in this run.
+    pub dead_letters: Vec<(String, String)>,
+    pub forgotten: usize,
+}
+
+/// Where the processor is in the log, for progress bars.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    pub offset: Offset,
+    pub end: Offset,
+}
+
+/// The processors over one set of stores.
+pub struct Processor<'a> {
+    pub log: &'a dyn EventLog,
+    pub blobs: &'a dyn BlobStore,
+    pub records: &'a dyn RecordStore,
+    pub index: &'a dyn SearchIndex,
+}
+
+impl Processor<'_> {
+    /// Runs both consumers until they have caught up with the end of the log.
+    pub fn run(&self, progress: &mut dyn FnMut(Progress)) -> Result<Report, ProcessError> {
+        let mut report = Report::default();
+        let mut identities = load_identities(self.log)?;
+        let mut next = self.log.checkpoint(PARSE)?;
+        loop {
+            let batch = self.log.read(next, READ_BATCH)?;
+            if batch.is_empty() {
+                break;
+            }
+            for stored in batch {
+                match &stored.event.payload {
+                    Payload::ArtifactReceived(artifact) => {
+                        // Parent lookups must see exactly the records of every earlier artifact,
+                        // in a crashed-and-resumed run as in a clean one.
+                        self.sink_to_end(&mut identities, &mut report)?;
+                        let out =
+                            self.parse_artifact(&stored, artifact, &identities, &mut report)?;
+                        self.log.commit(PARSE, stored.offset + 1, &out)?;
+                        report.artifacts += 1;
+                    }
+                    Payload::AvatarCreated(c) => {
+                        identities.insert(c.avatar_id.clone(), identity_of(c));
+                    }
+                    _ => {}
+                }
+                next = stored.offset + 1;
+                progress(Progress {
+                    offset: next,
+                    end: self.log.end()?,
+                });
+            }
+        }
+        if next > self.log.checkpoint(PARSE)? {
+            self.log.commit(PARSE, next, &[])?;
+        }
+        self.sink_to_end(&mut identities, &mut report)?;
+        Ok(report)
+    }
+
+    fn parse_artifact(
+        &self,
+        stored: &Stored,
+        artifact: &ArtifactReceived,
+        identities: &HashMap<String, Identity>,
+        report: &mut Report,
+    ) -> Result<Vec<Envelope>, ProcessError> {
+        let event = &stored.event;
+        let dead = |kind: &str, reason: String| {
+            Envelope::new(
+                event.avatar.clone(),
+                event.source.clone(),
+                Payload::DeadLetter(DeadLetter {
+                    artifact: Some(artifact.sha256.clone()),
+                    name: artifact.name.clone(),
+                    error_kind: kind.to_string(),
+                    reason,
+                }),
+            )
+            .caused_by(event.id)
+        };
+        let bytes = match self.blobs.get(&artifact.sha256) {
+            Ok(b) => b,
+            Err(StoreError::BlobMissing(h)) => {
+                let reason = format!("{}: blob {h} is missing from the blob store", artifact.name);
+                report.dead_letters.push((artifact.name.clone(), reason.clone()));
+                return Ok(vec![dead("missing", reason)]);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let parsed = match avatar_formats::parse(
+            &artifact.name,
+            artifact.format_hint.as_deref(),
+            &bytes,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                report.dead_letters.push((artifact.name.clone(), e.message.clone()));
+                return Ok(vec![dead(e.kind.as_str(), e.message)]);
+            }
+        };
+        let identity = identities.get(&event.avatar);
+        let is_person =
+            |author: Option<&str>| author.is_some_and(|a| identity.is_some_and(|i| i.is_person(a)));
+        let mut texts: Vec<String> = parsed.items.iter().map(|i| i.text.clone()).collect();
+        if parsed.format == "mbox" || parsed.format == "eml" {
+            self.clean_mail(&parsed.items, &mut texts, &event.avatar, &is_person)?;
+        }
+        let mut out = Vec::with_capacity(parsed.items.len() + 1);
+        for (ordinal, (item, text)) in parsed.items.iter().zip(texts).enumerate() {
+            let text = text.trim().to_string();
+            if text.is_empty() {
+                continue;
+            }
+            let record = Record {
+                id: record_id(&artifact.sha256, ordinal as u32),
+                avatar: event.avatar.clone(),
+                source: event.source.clone(),
+                format: parsed.format.to_string(),
+                kind: item.kind,
+                thread: item.thread.clone(),
+                timestamp: item.timestamp,
+                author: item.author.clone(),
+                author_is_person: is_person(item.author.as_deref()),
+                text,
+                title: item.title.clone(),
+                message_id: item.message_id.clone(),
+                in_reply_to: item.in_reply_to.clone(),
+                artifact: artifact.sha256.clone(),
+                ordinal: ordinal as u32,
+            };
+            let payload = match item.kind {
+                RecordKind::Document => Payload::Document(record),
+                _ => Payload::Message(record),
+            };
+            out.push(Envelope::new(event.avatar.clone(), event.source.clone(), payload).caused_by(event.id));
+            report.records += 1;
+        }
+        if !parsed.warnings.is_empty() {
+            let listed: Vec<&str> = parsed
+                .warnings
+                .iter()
+                .take(MAX_WARNINGS_LISTED)
+                .map(String::as_str)
+                .collect();
+            let reason = format!(
+                "{}: {} part(s) could not be read and were kept out (the rest was ingested): {}",
+                artifact.name,
+                parsed.warnings.len(),
+                listed.join("; ")
+            );
+            report.dead_letters.push((artifact.name.clone(), reason.clone()));
+            out.push(dead("partial", reason));
+        }
+        Ok(out)
+    }
+
+    /// Mail-specific cleaning that needs context beyond one message: lines quoted from the
+    /// parent message (found in this artifact or among earlier records) and the person's own
+    /// recurring signature, learned from their messages in this artifact.
+    fn clean_mail(
+        &self,
+        items: &[avatar_formats::Item],
+        texts: &mut [String],
+        avatar: &str,
+        is_person: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<(), ProcessError> {
+        let by_id: HashMap<&str, usize> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, it)| it.message_id.as_deref().map(|m| (m, i)))
+            .collect();
+        let originals: Vec<String> = texts.to_vec();
+        for (i, item) in items.iter().enumerate() {
+            let Some(parent_id) = item.in_reply_to.as_deref() else { continue };
+            let parent_text = match by_id.get(parent_id) {
+                Some(&p) if p != i => Some(originals[p].clone()),
+                Some(_) => None,
+                None => self
+                    .records
+                    .find_by_message_id(avatar, parent_id)?
+                    .map(|r| r.text),
+            };
+            if let Some(parent) = parent_text {
+                texts[i] = avatar_text::remove_parent_lines(&texts[i], &parent);
+            }
+        }
+        let own: Vec<&str> = items
+            .iter()
+            .zip(texts.iter())
+            .filter(|(it, _)| is_person(it.author.as_deref()))
+            .map(|(_, t)| t.as_str())
+            .collect();
+        let signatures = avatar_text::learn_signatures(&own);
+        if !signatures.is_empty() {
+            for (item, text) in items.iter().zip(texts.iter_mut()) {
+                if is_person(item.author.as_deref()) {
+                    *text = avatar_text::strip_signatures(text, &signatures);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Materialises every event after the sink's checkpoint into the index and the store.
+    fn sink_to_end(
+        &self,
+        identities: &mut HashMap<String, Identity>,
+        report: &mut Report,
+    ) -> Result<(), ProcessError> {
+        let mut next = self.records.checkpoint(SINK)?;
+        loop {
+            let batch = self.log.read(next, READ_BATCH)?;
+            let Some(last) = batch.last() else { break };
+            let batch_next = last.offset + 1;
+            let mut upserts: Vec<Record> = Vec::new();
+            let mut deletes: Vec<String> = Vec::new();
+            for stored in &batch {
+                let e = &stored.event;
+                match &e.payload {
+                    Payload::Message(r) | Payload::Document(r) => upserts.push(r.clone()),
+                    Payload::Memory(m) => {
+                        let identity = identities.get(&e.avatar);
+                        upserts.push(Record {
+                            id: record_id(&e.id.to_string(), 0),
+                            avatar: e.avatar.clone(),
+                            source: e.source.clone(),
+                            format: "memory".into(),
+                            kind: RecordKind::Memory,
+                            thread: "memories".into(),
+                            timestamp: Some(e.occurred_at),
+                            author: m.added_by.clone(),
+                            author_is_person: m
+                                .added_by
+                                .as_deref()
+                                .is_some_and(|a| identity.is_some_and(|i| i.is_person(a))),
+                            text: m.text.clone(),
+                            title: m.title.clone(),
+                            message_id: None,
+                            in_reply_to: None,
+                            artifact: String::new(),
+                            ordinal: 0,
+                        });
+                    }
+                    Payload::Forget(f) => {
+                        let covered = forget_ids(self.records, &e.avatar, &f.target, &upserts)?;
+                        upserts.retain(|r| !covered.contains(&r.id));
+                        report.forgotten += covered.len();
+                        deletes.extend(covered);
+                    }
+                    Payload::AvatarCreated(c) => {
+                        identities.insert(c.avatar_id.clone(), identity_of(c));
+                    }
+                    Payload::ArtifactReceived(_) | Payload::DeadLetter(_) => {}
+                }
+            }
+            self.index.apply(batch_next, &upserts, &deletes)?;
+            self.records.apply(SINK, batch_next, &upserts, &deletes)?;
+            next = batch_next;
+        }
+        Ok(())
+    }
+}
+
+/// Ids of the records a tombstone covers: stored ones and ones earlier in the current batch.
+fn forget_ids(
+    store: &dyn RecordStore,
+    avatar: &str,
+    target: &ForgetTarget,
+    pending: &[Record],
+) -> Result<Vec<String>, ProcessError> {
+    let mut ids: Vec<String> = store
+        .records(avatar)?
+        .iter()
+        .chain(pending.iter().filter(|r| r.avatar == avatar))
+        .filter(|r| target.covers(r))
+        .map(|r| r.id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+fn identity_of(c: &avatar_schemas::AvatarCreated) -> Identity {
+    Identity::new(&c.name, c.aliases.iter().map(String::as_str))
+}
+
+/// Every avatar's identity, from the `identity.avatar_created` events in the log.
+pub fn load_identities(log: &dyn EventLog) -> Result<HashMap<String, Identity>, StoreError> {
+    let mut out = HashMap::new();
+    let mut next = 0;
+    loop {
+        let batch = log.read(next, 4096)?;
+        let Some(last) = batch.last() else { break };
+        next = last.offset + 1;
+        for s in batch {
+            if let Payload::AvatarCreated(c) = &s.event.payload {
+                out.insert(c.avatar_id.clone(), identity_of(c));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,104 @@
+//! The seams between services and storage. Services are written against these traits; the
+//! implementations (SQLite, files, tantivy, Parquet, later Kafka and Qdrant) live in
+//! `avatar-adapters`, each with an in-memory twin so every stage tests without servers.
+
+use avatar_schemas::{Envelope, Record};
+
+pub mod conformance;
+mod memory;
+pub use memory::{MemoryBlobStore, MemoryEventLog};
+
+/// Position of an event in the log: 0-based, dense, increasing.
+pub type Offset = u64;
+
+/// An event as stored, with its offset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub offset: Offset,
+    pub event: Envelope,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The system's fault (disk, database, corrupt store): retrying or repairing may help.
+    #[error("storage error: {0}")]
+    Backend(String),
+    /// An event in the log could not be decoded.
+    #[error("event at offset {offset} cannot be read: {reason}")]
+    BadEvent { offset: Offset, reason: String },
+    #[error("blob {0} not found")]
+    BlobMissing(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The append-only event log. Appends are idempotent by [`Envelope::dedup_key`]; consumers
+/// keep named checkpoints that move in the same transaction as their output.
+pub trait EventLog: Send + Sync {
+    /// Appends events in order. An event whose dedup key is already in the log is skipped.
+    /// Returns the offsets of the events actually appended.
+    fn append(&self, events: &[Envelope]) -> Result<Vec<Offset>>;
+    /// Up to `max` events with offset >= `from`, in order.
+    fn read(&self, from: Offset, max: usize) -> Result<Vec<Stored>>;
+    /// The offset the next appended event will get (= number of events).
+    fn end(&self) -> Result<Offset>;
+    /// The next offset consumer `name` has to read (0 when it never committed).
+    fn checkpoint(&self, name: &str) -> Result<Offset>;
+    /// Atomically appends `output` (deduplicated as in [`EventLog::append`]) and moves
+    /// consumer `name`'s checkpoint to `next`. A crash leaves either both or neither.
+    fn commit(&self, name: &str, next: Offset, output: &[Envelope]) -> Result<()>;
+}
+
+/// Content-addressed bytes. Putting the same bytes twice is a no-op.
+pub trait BlobStore: Send + Sync {
+    /// Stores `bytes` (atomically) and returns their sha256 in lowercase hex.
+    fn put(&self, bytes: &[u8]) -> Result<String>;
+    fn get(&self, sha256: &str) -> Result<Vec<u8>>;
+    fn contains(&self, sha256: &str) -> Result<bool>;
+}
+
+/// sha256 of `bytes` in lowercase hex: the blob key and the artifact idempotency key.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The materialised records of every avatar (what `avatar records` lists and Parquet exports).
+pub trait RecordStore: Send + Sync {
+    /// Upserts `records`, deletes `deletes` (record ids) and sets consumer `name`'s checkpoint
+    /// to `next`, all in one transaction.
+    fn apply(&self, name: &str, next: Offset, records: &[Record], deletes: &[String])
+        -> Result<()>;
+    fn checkpoint(&self, name: &str) -> Result<Offset>;
+    /// All records of `avatar` in dataset order: timestamp (undated first), then source, ordinal, id.
+    fn records(&self, avatar: &str) -> Result<Vec<Record>>;
+    fn get(&self, id: &str) -> Result<Option<Record>>;
+    /// The record of `avatar` with this Message-ID (the parent of a reply), if any.
+    /// The default scans; stores with an index on message_id should override it.
+    fn find_by_message_id(&self, avatar: &str, message_id: &str) -> Result<Option<Record>> {
+        Ok(self
+            .records(avatar)?
+            .into_iter()
+            .find(|r| r.message_id.as_deref() == Some(message_id)))
+    }
+}
+
+/// A search hit: the record id, its score and a snippet around the matched words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub record_id: String,
+    pub score: f32,
+    pub snippet: String,
+}
+
+/// Full-text (BM25) index over records.
+pub trait SearchIndex: Send + Sync {
+    /// Adds/replaces `records`, removes `deletes` and records `next` as this index's
+    /// checkpoint, atomically (one commit).
+    fn apply(&self, next: Offset, records: &[Record], deletes: &[String]) -> Result<()>;
+    fn checkpoint(&self) -> Result<Offset>;
+    /// Top `k` hits for `query` among `avatar`'s records.
+    fn search(&self, avatar: &str, query: &str, k: usize) -> Result<Vec<Hit>>;
+}

@@ -1,0 +1,70 @@
+//! Helpers for the end-to-end tests: run the real `avatar` binary on a data directory.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_avatar")
+}
+
+pub fn cmd(data: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("--data").arg(data).arg("--quiet");
+    c.env_remove("AVATAR_DATA").env_remove("AVATAR_ID");
+    c
+}
+
+/// Runs `avatar --data DATA ARGS…` and returns its output, failing the test on a non-zero exit.
+pub fn ok(data: &Path, args: &[&str]) -> Output {
+    let out = cmd(data).args(args).output().expect("run avatar");
+    assert!(
+        out.status.success(),
+        "avatar {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_no_panic(&out);
+    out
+}
+
+pub fn assert_no_panic(out: &Output) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "avatar panicked: {err}");
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every line of stdout parsed as JSON.
+pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    stdout(out)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// The demo samples shipped in the repository.
+pub fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/demo")
+}
+
+pub fn init_ada(data: &Path) {
+    ok(
+        data,
+        &["init", "--name", "Ada Lovelace", "--alias", "ada@example.org", "--alias", "+44 7700 900123"],
+    );
+}
+
+/// The real-world fixtures folder, when present.
+pub fn fixtures() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("skipping: ../shared/fixtures not found");
+        None
+    }
+}
