@@ -3,7 +3,7 @@
 use crate::app::{default_data_dir, App};
 use crate::{Cli, Command, MemoryCommand};
 use anyhow::{bail, Context, Result};
-use avatar_runtime::{EventLog, RecordStore, SearchIndex};
+use avatar_runtime::{BlobStore, EventLog, RecordStore, SearchIndex};
 use avatar_schemas::{AvatarCreated, Envelope, Payload, Record, RecordKind};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -140,8 +140,8 @@ pub fn ingest(
         bar.set_position(p.offset.saturating_sub(start));
     })?;
     bar.finish_and_clear();
-    for (name, reason) in &processed.dead_letters {
-        eprintln!("dead letter: {name}: {reason}");
+    for (_name, reason) in &processed.dead_letters {
+        eprintln!("dead letter: {reason}");
     }
     println!(
         "ingested {} new file(s) ({} already known, {} skipped): {} record(s), {} dead letter(s)",

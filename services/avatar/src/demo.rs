@@ -83,7 +83,7 @@ fn run_in(root: &Path, quiet: bool) -> Result<()> {
         commands::search(&ctx, q, false, 3)?;
     }
 
-    step("avatar memory add \"She taught herself to fly by studying birds at twelve.\" --by \"a family friend\"");
+    step("avatar memory add \"At twelve she set out to fly…\" --title Flyology --by \"a family friend\"");
     commands::memory_add(
         &ctx,
         "At twelve she set out to fly: she studied birds and wrote a book she called Flyology.",

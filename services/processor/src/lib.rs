@@ -139,8 +139,14 @@ impl Processor<'_> {
         ) {
             Ok(p) => p,
             Err(e) => {
-                report.dead_letters.push((artifact.name.clone(), e.message.clone()));
-                return Ok(vec![dead(e.kind.as_str(), e.message)]);
+                // The reason names the file, so a list of dead letters reads on its own.
+                let reason = if e.message.contains(&artifact.name) {
+                    e.message
+                } else {
+                    format!("{}: {}", artifact.name, e.message)
+                };
+                report.dead_letters.push((artifact.name.clone(), reason.clone()));
+                return Ok(vec![dead(e.kind.as_str(), reason)]);
             }
         };
         let identity = identities.get(&event.avatar);
