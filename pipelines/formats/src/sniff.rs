@@ -46,7 +46,12 @@ pub fn sniff(name: &str, bytes: &[u8]) -> Result<Format, FormatError> {
         return Ok(Format::Mbox);
     }
     if lower.ends_with(".json") || trimmed.starts_with('{') {
-        if trimmed.contains("\"messages\"") || trimmed.contains("\"chats\"") {
+        // A full export may list thousands of contacts before `chats`; Bot API dumps have
+        // `update_id` instead.
+        if ["\"messages\"", "\"chats\"", "\"personal_information\"", "\"update_id\""]
+            .iter()
+            .any(|k| trimmed.contains(k))
+        {
             return Ok(Format::Telegram);
         }
         return Err(FormatError::new(

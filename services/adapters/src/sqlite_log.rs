@@ -185,6 +185,10 @@ fn insert_events(tx: &rusqlite::Transaction<'_>, events: &[Envelope]) -> Result<
 }
 
 impl EventLog for SqliteEventLog {
+    fn read_kinds(&self, from: Offset, max: usize, kinds: &[&str]) -> Result<Vec<Stored>> {
+        SqliteEventLog::read_kinds(self, from, max, kinds)
+    }
+
     fn append(&self, events: &[Envelope]) -> Result<Vec<Offset>> {
         if events.is_empty() {
             return Ok(Vec::new());

@@ -67,16 +67,10 @@ impl App {
     /// Every avatar in this data directory, in creation order.
     pub fn avatars(&self) -> Result<Vec<AvatarCreated>> {
         let mut out: Vec<AvatarCreated> = Vec::new();
-        let mut next = 0;
-        loop {
-            let batch = self.log.read(next, 4096)?;
-            let Some(last) = batch.last() else { break };
-            next = last.offset + 1;
-            for s in batch {
-                if let Payload::AvatarCreated(c) = s.event.payload {
-                    out.retain(|a| a.avatar_id != c.avatar_id);
-                    out.push(c);
-                }
+        for s in self.log.all_of_kinds(&["identity.avatar_created"])? {
+            if let Payload::AvatarCreated(c) = s.event.payload {
+                out.retain(|a| a.avatar_id != c.avatar_id);
+                out.push(c);
             }
         }
         Ok(out)

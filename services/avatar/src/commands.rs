@@ -357,25 +357,22 @@ pub fn status_json(app: &App) -> Result<serde_json::Value> {
             "dataset": app.dataset_path(&a.avatar_id),
         }));
     }
-    let mut dead = Vec::new();
-    let mut next = 0;
-    loop {
-        let batch = app.log.read(next, 4096)?;
-        let Some(last) = batch.last() else { break };
-        next = last.offset + 1;
-        for s in batch {
-            if let Payload::DeadLetter(d) = &s.event.payload {
-                dead.push(json!({
-                    "avatar": s.event.avatar,
-                    "offset": s.offset,
-                    "source": s.event.source,
-                    "name": d.name,
-                    "error_kind": d.error_kind,
-                    "reason": d.reason,
-                }));
-            }
-        }
-    }
+    let dead: Vec<serde_json::Value> = app
+        .log
+        .all_of_kinds(&["deadletter"])?
+        .into_iter()
+        .filter_map(|s| match &s.event.payload {
+            Payload::DeadLetter(d) => Some(json!({
+                "avatar": s.event.avatar,
+                "offset": s.offset,
+                "source": s.event.source,
+                "name": d.name,
+                "error_kind": d.error_kind,
+                "reason": d.reason,
+            })),
+            _ => None,
+        })
+        .collect();
     let events_by_kind: serde_json::Map<String, serde_json::Value> = app
         .log
         .count_by_kind()?

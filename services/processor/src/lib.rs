@@ -338,15 +338,9 @@ fn identity_of(c: &avatar_schemas::AvatarCreated) -> Identity {
 /// Every avatar's identity, from the `identity.avatar_created` events in the log.
 pub fn load_identities(log: &dyn EventLog) -> Result<HashMap<String, Identity>, StoreError> {
     let mut out = HashMap::new();
-    let mut next = 0;
-    loop {
-        let batch = log.read(next, 4096)?;
-        let Some(last) = batch.last() else { break };
-        next = last.offset + 1;
-        for s in batch {
-            if let Payload::AvatarCreated(c) = &s.event.payload {
-                out.insert(c.avatar_id.clone(), identity_of(c));
-            }
+    for s in log.all_of_kinds(&["identity.avatar_created"])? {
+        if let Payload::AvatarCreated(c) = &s.event.payload {
+            out.insert(c.avatar_id.clone(), identity_of(c));
         }
     }
     Ok(out)

@@ -49,6 +49,32 @@ pub trait EventLog: Send + Sync {
     /// Atomically appends `output` (deduplicated as in [`EventLog::append`]) and moves
     /// consumer `name`'s checkpoint to `next`. A crash leaves either both or neither.
     fn commit(&self, name: &str, next: Offset, output: &[Envelope]) -> Result<()>;
+    /// Up to `max` events whose kind is one of `kinds`, with offset >= `from`. Logs that can
+    /// filter in storage (SQLite) override this scan.
+    fn read_kinds(&self, from: Offset, max: usize, kinds: &[&str]) -> Result<Vec<Stored>> {
+        let mut out = Vec::new();
+        let mut next = from;
+        while out.len() < max {
+            let batch = self.read(next, 4096)?;
+            let Some(last) = batch.last() else { break };
+            next = last.offset + 1;
+            out.extend(batch.into_iter().filter(|s| kinds.contains(&s.event.kind())));
+        }
+        out.truncate(max);
+        Ok(out)
+    }
+    /// Every event of the given kinds, in order.
+    fn all_of_kinds(&self, kinds: &[&str]) -> Result<Vec<Stored>> {
+        let mut out: Vec<Stored> = Vec::new();
+        loop {
+            let from = out.last().map_or(0, |s| s.offset + 1);
+            let batch = self.read_kinds(from, 4096, kinds)?;
+            if batch.is_empty() {
+                return Ok(out);
+            }
+            out.extend(batch);
+        }
+    }
 }
 
 /// Content-addressed bytes. Putting the same bytes twice is a no-op.
