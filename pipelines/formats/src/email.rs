@@ -114,6 +114,7 @@ pub(crate) fn parse_message_with_labels(bytes: &[u8]) -> Result<(Item, Vec<Strin
         title: subject,
         message_id,
         in_reply_to,
+        from_owner: false,
     };
     Ok((item, labels))
 }

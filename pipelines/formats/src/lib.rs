@@ -9,11 +9,30 @@
 use avatar_schemas::RecordKind;
 use chrono::{DateTime, Utc};
 
+pub mod code;
+pub mod discord;
+pub mod docx;
 pub mod email;
+pub mod epub;
+pub mod git_log;
+pub mod google_chat;
+pub mod html;
+pub mod imessage;
+pub mod irc;
+pub mod linkedin;
+pub mod mattermost;
 pub mod mbox;
+pub mod messenger;
+pub mod odt;
+pub mod outlook_msg;
+pub mod pdf;
+pub mod signal;
+pub mod slack;
+pub mod sms;
 pub mod sniff;
 pub mod telegram;
 pub mod text;
+pub mod twitter;
 pub mod whatsapp;
 
 /// One piece of writing found in an export, before ids and identity are attached.
@@ -30,6 +49,10 @@ pub struct Item {
     pub title: Option<String>,
     pub message_id: Option<String>,
     pub in_reply_to: Option<String>,
+    /// Written by the owner of the account the export came from (an SMS marked sent, an
+    /// iMessage `is_from_me`, a tweet in the person's own archive), where the export names no
+    /// author. The processor counts these as the person's: exports are assumed to be theirs.
+    pub from_owner: bool,
 }
 
 /// The items of one artifact and what was deliberately left out.
@@ -97,12 +120,32 @@ pub fn parse(name: &str, hint: Option<&str>, bytes: &[u8]) -> Result<Parsed, For
         })?,
         None => sniff::sniff(name, bytes)?,
     };
+    use sniff::Format as F;
     match format {
-        sniff::Format::Mbox => mbox::parse(bytes),
-        sniff::Format::Eml => email::parse_eml(bytes),
-        sniff::Format::WhatsApp => whatsapp::parse(name, bytes),
-        sniff::Format::Telegram => telegram::parse(bytes),
-        sniff::Format::Text => text::parse(name, bytes, false),
-        sniff::Format::Markdown => text::parse(name, bytes, true),
+        F::Mbox => mbox::parse(bytes),
+        F::Eml => email::parse_eml(bytes),
+        F::WhatsApp => whatsapp::parse(name, bytes),
+        F::Telegram => telegram::parse(bytes),
+        F::Text => text::parse(name, bytes, false),
+        F::Markdown => text::parse(name, bytes, true),
+        F::Slack => slack::parse(name, bytes),
+        F::Mattermost => mattermost::parse(name, bytes),
+        F::Irc => irc::parse(name, bytes),
+        F::Discord => discord::parse(name, bytes),
+        F::Messenger => messenger::parse(name, bytes),
+        F::GoogleChat => google_chat::parse(name, bytes),
+        F::LinkedIn => linkedin::parse(name, bytes),
+        F::Twitter => twitter::parse(name, bytes),
+        F::Sms => sms::parse(name, bytes),
+        F::Signal => signal::parse(name, bytes),
+        F::GitLog => git_log::parse(name, bytes),
+        F::Html => html::parse(name, bytes),
+        F::Code => code::parse(name, bytes),
+        F::IMessage => imessage::parse(name, bytes),
+        F::OutlookMsg => outlook_msg::parse(name, bytes),
+        F::Pdf => pdf::parse(name, bytes),
+        F::Docx => docx::parse(name, bytes),
+        F::Odt => odt::parse(name, bytes),
+        F::Epub => epub::parse(name, bytes),
     }
 }

@@ -11,19 +11,72 @@ pub enum Format {
     Telegram,
     Text,
     Markdown,
+    Slack,
+    Mattermost,
+    Irc,
+    Discord,
+    Messenger,
+    GoogleChat,
+    LinkedIn,
+    Twitter,
+    Sms,
+    Signal,
+    GitLog,
+    Html,
+    Code,
+    IMessage,
+    OutlookMsg,
+    Pdf,
+    Docx,
+    Odt,
+    Epub,
 }
+
+/// Every format with the names `--format` accepts (first = canonical).
+const NAMES: &[(Format, &[&str])] = &[
+    (Format::Mbox, &["mbox"]),
+    (Format::Eml, &["eml", "email", "maildir"]),
+    (Format::WhatsApp, &["whatsapp"]),
+    (Format::Telegram, &["telegram"]),
+    (Format::Text, &["text", "txt"]),
+    (Format::Markdown, &["markdown", "md"]),
+    (Format::Slack, &["slack"]),
+    (Format::Mattermost, &["mattermost"]),
+    (Format::Irc, &["irc"]),
+    (Format::Discord, &["discord"]),
+    (Format::Messenger, &["messenger", "facebook", "instagram"]),
+    (Format::GoogleChat, &["google-chat", "hangouts"]),
+    (Format::LinkedIn, &["linkedin"]),
+    (Format::Twitter, &["twitter", "x"]),
+    (Format::Sms, &["sms"]),
+    (Format::Signal, &["signal"]),
+    (Format::GitLog, &["git-log", "git"]),
+    (Format::Html, &["html"]),
+    (Format::Code, &["code"]),
+    (Format::IMessage, &["imessage"]),
+    (Format::OutlookMsg, &["msg", "outlook-msg"]),
+    (Format::Pdf, &["pdf"]),
+    (Format::Docx, &["docx"]),
+    (Format::Odt, &["odt"]),
+    (Format::Epub, &["epub"]),
+];
 
 impl Format {
     pub fn from_name(name: &str) -> Option<Format> {
-        Some(match name.to_ascii_lowercase().as_str() {
-            "mbox" => Format::Mbox,
-            "eml" | "email" | "maildir" => Format::Eml,
-            "whatsapp" => Format::WhatsApp,
-            "telegram" => Format::Telegram,
-            "text" | "txt" => Format::Text,
-            "markdown" | "md" => Format::Markdown,
-            _ => return None,
-        })
+        let name = name.to_ascii_lowercase();
+        NAMES
+            .iter()
+            .find(|(_, names)| names.contains(&name.as_str()))
+            .map(|(f, _)| *f)
+    }
+
+    /// The canonical `--format` name.
+    pub fn name(&self) -> &'static str {
+        NAMES
+            .iter()
+            .find(|(f, _)| f == self)
+            .and_then(|(_, names)| names.first().copied())
+            .unwrap_or("unknown")
     }
 }
 
@@ -31,6 +84,27 @@ impl Format {
 pub fn sniff(name: &str, bytes: &[u8]) -> Result<Format, FormatError> {
     let lower = name.to_ascii_lowercase();
     let head = &bytes[..bytes.len().min(64 * 1024)];
+    // Binary containers first, by magic bytes (then by name for the zip family).
+    if head.starts_with(b"%PDF-") {
+        return Ok(Format::Pdf);
+    }
+    if head.starts_with(b"SQLite format 3\0") {
+        return Ok(Format::IMessage);
+    }
+    if head.starts_with(&[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]) {
+        return Ok(Format::OutlookMsg);
+    }
+    if head.starts_with(b"PK\x03\x04") {
+        if lower.ends_with(".docx") {
+            return Ok(Format::Docx);
+        }
+        if lower.ends_with(".odt") {
+            return Ok(Format::Odt);
+        }
+        if lower.ends_with(".epub") {
+            return Ok(Format::Epub);
+        }
+    }
     if looks_binary(head) {
         return Err(FormatError::new(
             ErrorKind::Binary,
@@ -45,6 +119,23 @@ pub fn sniff(name: &str, bytes: &[u8]) -> Result<Format, FormatError> {
     if lower.ends_with(".mbox") {
         return Ok(Format::Mbox);
     }
+    // Text formats that know their own shape, most specific first.
+    let checks: &[(Format, fn(&str, &str) -> bool)] = &[
+        (Format::Twitter, crate::twitter::looks_like),
+        (Format::Slack, crate::slack::looks_like),
+        (Format::Discord, crate::discord::looks_like),
+        (Format::Messenger, crate::messenger::looks_like),
+        (Format::GoogleChat, crate::google_chat::looks_like),
+        (Format::Mattermost, crate::mattermost::looks_like),
+        (Format::Signal, crate::signal::looks_like),
+        (Format::Sms, crate::sms::looks_like),
+        (Format::LinkedIn, crate::linkedin::looks_like),
+    ];
+    for (format, looks) in checks {
+        if looks(name, trimmed) {
+            return Ok(*format);
+        }
+    }
     if lower.ends_with(".json") || trimmed.starts_with('{') {
         // A full export may list thousands of contacts before `chats`; Bot API dumps have
         // `update_id` instead.
@@ -56,7 +147,7 @@ pub fn sniff(name: &str, bytes: &[u8]) -> Result<Format, FormatError> {
         }
         return Err(FormatError::new(
             ErrorKind::Unsupported,
-            format!("{name}: JSON that is not a Telegram Desktop export (no `messages` or `chats`)"),
+            format!("{name}: JSON that is not an export format Avatar knows (Telegram, Slack, Discord, Messenger, Google Chat, Mattermost, X)"),
         ));
     }
     if lower.ends_with(".eml") || looks_like_headers(trimmed) {
@@ -64,6 +155,17 @@ pub fn sniff(name: &str, bytes: &[u8]) -> Result<Format, FormatError> {
     }
     if crate::whatsapp::looks_like(&text) {
         return Ok(Format::WhatsApp);
+    }
+    let late: &[(Format, fn(&str, &str) -> bool)] = &[
+        (Format::GitLog, crate::git_log::looks_like),
+        (Format::Irc, crate::irc::looks_like),
+        (Format::Html, crate::html::looks_like),
+        (Format::Code, crate::code::looks_like),
+    ];
+    for (format, looks) in late {
+        if looks(name, trimmed) {
+            return Ok(*format);
+        }
     }
     if lower.ends_with(".md") || lower.ends_with(".markdown") {
         return Ok(Format::Markdown);
@@ -73,7 +175,7 @@ pub fn sniff(name: &str, bytes: &[u8]) -> Result<Format, FormatError> {
     }
     Err(FormatError::new(
         ErrorKind::Unsupported,
-        format!("{name}: not a format Avatar reads yet (mbox, .eml, Maildir, WhatsApp .txt, Telegram result.json, .txt, .md)"),
+        format!("{name}: not a format Avatar reads yet (see `avatar ingest --help` for the list)"),
     ))
 }
 

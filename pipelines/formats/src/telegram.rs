@@ -162,6 +162,7 @@ impl Builder {
                 title: None,
                 message_id: m.id,
                 in_reply_to: m.reply_to_message_id,
+                from_owner: false,
             });
         }
     }
@@ -220,6 +221,7 @@ impl Builder {
             title: None,
             message_id: m.message_id,
             in_reply_to: m.reply_to_message.and_then(|r| r.message_id),
+            from_owner: false,
         });
     }
 

@@ -78,6 +78,7 @@ pub fn parse(name: &str, bytes: &[u8], markdown: bool) -> Result<Parsed, FormatE
             title: Some(title),
             message_id: None,
             in_reply_to: None,
+            from_owner: false,
         }],
         skipped: 0,
         warnings,

@@ -248,6 +248,7 @@ impl Builder {
                     title: None,
                     message_id: None,
                     in_reply_to: None,
+                    from_owner: false,
                 });
             }
         }

@@ -171,7 +171,7 @@ impl Processor<'_> {
                 thread: item.thread.clone(),
                 timestamp: item.timestamp,
                 author: item.author.clone(),
-                author_is_person: is_person(item.author.as_deref()),
+                author_is_person: item.from_owner || is_person(item.author.as_deref()),
                 text,
                 title: item.title.clone(),
                 message_id: item.message_id.clone(),
