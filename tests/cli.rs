@@ -116,3 +116,33 @@ fn demo_runs_end_to_end() {
     assert!(s.contains("byte-identical"), "{s}");
     assert!(s.contains("Bernoulli"), "{s}");
 }
+
+#[test]
+fn identity_lists_participants_and_linking_an_alias_marks_existing_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&data, &["init", "--name", "Ada Lovelace"]); // no address yet
+    ok(&data, &["ingest", samples().join("mail").to_str().unwrap(), samples().join("chats").to_str().unwrap()]);
+    let mine = |d: &std::path::Path| {
+        json_lines(&ok(d, &["records", "--json"]))
+            .iter()
+            .filter(|r| r["format"] == "mbox" && r["author_is_person"] == true)
+            .count()
+    };
+    assert_eq!(mine(&data), 0, "the mail address is not known yet");
+    let people = json_lines(&ok(&data, &["identity", "--json"]));
+    let charles = people
+        .iter()
+        .find(|p| p["aliases"].as_array().unwrap().iter().any(|a| a == "Charles Babbage"))
+        .unwrap();
+    // The mail author "Charles Babbage <charles@example.org>" and the Telegram "Charles Babbage" are one participant.
+    assert!(charles["aliases"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().contains("charles@example.org")), "{charles}");
+    ok(&data, &["identity", "link", "ada@example.org", "--person"]);
+    assert_eq!(mine(&data), 2, "Ada's two sent mails are now hers");
+    let people = json_lines(&ok(&data, &["identity", "--json"]));
+    assert_eq!(people[0]["is_person"], true);
+    // Replay honours the link.
+    let copy = tmp.path().join("copy");
+    ok(&data, &["replay", "--into", copy.to_str().unwrap()]);
+    assert_eq!(mine(&copy), 2);
+}

@@ -54,6 +54,8 @@ pub enum Payload {
     DeadLetter(DeadLetter),
     #[serde(rename = "control.forget")]
     Forget(Forget),
+    #[serde(rename = "identity.aliases")]
+    AliasesLinked(AliasesLinked),
 }
 
 impl Payload {
@@ -67,6 +69,7 @@ impl Payload {
             Payload::Memory(_) => "records.memory",
             Payload::DeadLetter(_) => "deadletter",
             Payload::Forget(_) => "control.forget",
+            Payload::AliasesLinked(_) => "identity.aliases",
         }
     }
 
@@ -79,6 +82,7 @@ impl Payload {
                 | Payload::ArtifactReceived(_)
                 | Payload::Memory(_)
                 | Payload::Forget(_)
+                | Payload::AliasesLinked(_)
         )
     }
 }
@@ -119,7 +123,7 @@ impl Envelope {
                 self.avatar,
                 d.artifact.as_deref().unwrap_or(&self.id.to_string())
             )),
-            Payload::Memory(_) | Payload::Forget(_) => None,
+            Payload::Memory(_) | Payload::Forget(_) | Payload::AliasesLinked(_) => None,
         }
     }
 
@@ -143,6 +147,14 @@ pub struct AvatarCreated {
     pub name: String,
     /// Names, email addresses, phone numbers and handles the person used.
     pub aliases: Vec<String>,
+}
+
+/// The user says these aliases are one participant (an email, a phone number, a Slack id…);
+/// with `is_person`, that participant is the avatar's person, so their records count as theirs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AliasesLinked {
+    pub aliases: Vec<String>,
+    pub is_person: bool,
 }
 
 /// Bytes arrived from a source; they are in the blob store under `sha256`.
@@ -290,6 +302,7 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("memory_added.json", s::<MemoryAdded>()),
         ("dead_letter.json", s::<DeadLetter>()),
         ("forget.json", s::<Forget>()),
+        ("aliases_linked.json", s::<AliasesLinked>()),
     ]
 }
 
@@ -357,7 +370,7 @@ mod tests {
                 n += 1;
             }
         }
-        assert!(n >= 7, "expected a fixture per payload kind, found {n}");
+        assert!(n >= 8, "expected a fixture per payload kind, found {n}");
     }
 
     #[test]

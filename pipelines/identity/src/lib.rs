@@ -29,7 +29,8 @@ impl Identity {
         id
     }
 
-    fn add(&mut self, alias: &str) {
+    /// Adds an alias the user confirmed later (`avatar identity link --person`).
+    pub fn add(&mut self, alias: &str) {
         let alias = clean(alias);
         if alias.is_empty() {
             return;
@@ -62,6 +63,107 @@ impl Identity {
         let name = normalise_name(author.trim_start_matches('@'));
         self.names.contains(&name)
     }
+}
+
+/// One participant across sources: every alias that was seen together (a `Name <address>`
+/// author links the name and the address) or that the user linked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Participant {
+    /// The aliases as the sources wrote them, most frequent first.
+    pub aliases: Vec<String>,
+    /// Records authored under any of the aliases.
+    pub records: u64,
+    pub is_person: bool,
+}
+
+/// Groups record authors into participants. `authors` gives each distinct author string with
+/// its record count; `links` are alias groups the user joined. Pure and deterministic: ties are
+/// broken by the alias text.
+pub fn participants(
+    identity: &Identity,
+    authors: &[(String, u64)],
+    links: &[Vec<String>],
+) -> Vec<Participant> {
+    // Union-find over normalised keys (an address, a phone tail, a lowercased name).
+    let mut keys: Vec<String> = Vec::new();
+    let mut parent: Vec<usize> = Vec::new();
+    fn find(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let key_index = |k: String, keys: &mut Vec<String>, parent: &mut Vec<usize>| -> usize {
+        match keys.iter().position(|x| *x == k) {
+            Some(i) => i,
+            None => {
+                keys.push(k);
+                parent.push(parent.len());
+                parent.len() - 1
+            }
+        }
+    };
+    let keys_of = |alias: &str| -> Vec<String> {
+        let alias = clean(alias);
+        let mut out = Vec::new();
+        if let Some(email) = email_of(&alias) {
+            out.push(format!("email:{email}"));
+            if let Some(name) = display_name_of(&alias) {
+                out.push(format!("name:{}", normalise_name(&name)));
+            }
+        } else if let Some(phone) = phone_of(&alias) {
+            out.push(format!("phone:{phone}"));
+        } else if !alias.is_empty() {
+            out.push(format!("name:{}", normalise_name(alias.trim_start_matches('@'))));
+        }
+        out
+    };
+    let groups: Vec<Vec<String>> = authors
+        .iter()
+        .map(|(a, _)| keys_of(a))
+        .chain(links.iter().map(|l| l.iter().flat_map(|a| keys_of(a)).collect()))
+        .collect();
+    for g in &groups {
+        let ids: Vec<usize> = g
+            .iter()
+            .map(|k| key_index(k.clone(), &mut keys, &mut parent))
+            .collect();
+        for w in ids.windows(2) {
+            let (a, b) = (find(&mut parent, w[0]), find(&mut parent, w[1]));
+            if a != b {
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let mut by_root: std::collections::BTreeMap<usize, Participant> = Default::default();
+    let mut counts: std::collections::BTreeMap<usize, Vec<(String, u64)>> = Default::default();
+    for (author, n) in authors {
+        let Some(first) = keys_of(author).into_iter().next() else { continue };
+        let Some(i) = keys.iter().position(|k| *k == first) else { continue };
+        let root = find(&mut parent, i);
+        counts.entry(root).or_default().push((author.clone(), *n));
+    }
+    for (root, mut list) in counts {
+        list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let is_person = list.iter().any(|(a, _)| identity.is_person(a));
+        by_root.insert(
+            root,
+            Participant {
+                records: list.iter().map(|(_, n)| n).sum(),
+                aliases: list.into_iter().map(|(a, _)| a).collect(),
+                is_person,
+            },
+        );
+    }
+    let mut out: Vec<Participant> = by_root.into_values().collect();
+    out.sort_by(|a, b| {
+        b.is_person
+            .cmp(&a.is_person)
+            .then_with(|| b.records.cmp(&a.records))
+            .then_with(|| a.aliases.cmp(&b.aliases))
+    });
+    out
 }
 
 fn push_unique(v: &mut Vec<String>, s: String) {
@@ -151,6 +253,28 @@ mod tests {
         assert!(id.is_person("@ada"));
         assert!(id.is_person("Ada King"));
         assert!(id.is_person("countess@example.org"));
+    }
+
+    #[test]
+    fn participants_join_names_and_addresses_and_user_links() {
+        let id = ada();
+        let authors = vec![
+            ("Charles Babbage <charles@example.org>".to_string(), 3),
+            ("charles@example.org".to_string(), 1),
+            ("Charles Babbage".to_string(), 5),
+            ("+44 7700 900999".to_string(), 2),
+            ("Ada Lovelace".to_string(), 7),
+            ("Mary".to_string(), 1),
+        ];
+        let ps = participants(&id, &authors, &[]);
+        assert_eq!(ps.len(), 4, "{ps:#?}");
+        assert!(ps[0].is_person && ps[0].aliases == ["Ada Lovelace"]);
+        assert_eq!(ps[1].records, 9);
+        assert_eq!(ps[1].aliases[0], "Charles Babbage");
+        // The user says the phone number is Charles too.
+        let ps = participants(&id, &authors, &[vec!["+44 7700 900999".into(), "Charles Babbage".into()]]);
+        assert_eq!(ps.len(), 3);
+        assert_eq!(ps[1].records, 11);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! One function per command. They print for people by default and JSON with `--json`.
 
 use crate::app::{default_data_dir, App};
-use crate::{Cli, Command, MemoryCommand};
+use crate::{Cli, Command, IdentityCommand, MemoryCommand};
 use anyhow::{bail, Context, Result};
 use avatar_runtime::{BlobStore, EventLog, RecordStore, SearchIndex};
 use avatar_schemas::{AvatarCreated, Envelope, Payload, Record, RecordKind};
@@ -31,6 +31,11 @@ pub fn run(cli: Cli) -> Result<()> {
         },
         Command::Replay { into } => replay(&ctx, &into),
         Command::Status { json } => status(&ctx, json),
+        Command::Identity { command, json } => match command {
+            None => identity_list(&ctx, json),
+            Some(IdentityCommand::List { json: j }) => identity_list(&ctx, json || j),
+            Some(IdentityCommand::Link { aliases, person }) => identity_link(&ctx, &aliases, person),
+        },
         Command::Demo { keep } => crate::demo::run(keep, cli.quiet),
     }
 }
@@ -292,6 +297,71 @@ fn memory_list(ctx: &Ctx, as_json: bool) -> Result<()> {
             println!("{}  {}", r.id, r.text);
         }
     }
+    Ok(())
+}
+
+/// Alias groups the user linked, and the person's confirmed aliases, from the log.
+fn linked_aliases(app: &App, avatar: &str) -> Result<Vec<Vec<String>>> {
+    Ok(app
+        .log
+        .all_of_kinds(&["identity.aliases"])?
+        .into_iter()
+        .filter(|s| s.event.avatar == avatar)
+        .filter_map(|s| match s.event.payload {
+            Payload::AliasesLinked(l) => Some(l.aliases),
+            _ => None,
+        })
+        .collect())
+}
+
+pub fn identity_list(ctx: &Ctx, as_json: bool) -> Result<()> {
+    let app = ctx.open()?;
+    let avatar = app.avatar(ctx.avatar.as_deref())?;
+    let identity = avatar_processor::load_identities(&app.log)?
+        .remove(&avatar.avatar_id)
+        .unwrap_or_default();
+    let mut authors = std::collections::BTreeMap::<String, u64>::new();
+    for r in app.records.records(&avatar.avatar_id)? {
+        if let Some(a) = r.author {
+            *authors.entry(a).or_default() += 1;
+        }
+    }
+    let authors: Vec<(String, u64)> = authors.into_iter().collect();
+    let participants = avatar_identity::participants(&identity, &authors, &linked_aliases(&app, &avatar.avatar_id)?);
+    for p in &participants {
+        if as_json {
+            println!("{}", json!({"aliases": p.aliases, "records": p.records, "is_person": p.is_person}));
+        } else {
+            println!("{}{:>6}  {}", if p.is_person { "* " } else { "  " }, p.records, p.aliases.join("  |  "));
+        }
+    }
+    if !as_json {
+        println!("(* = {}; link more aliases with `avatar identity link ALIAS... --person`)", avatar.name);
+    }
+    Ok(())
+}
+
+pub fn identity_link(ctx: &Ctx, aliases: &[String], person: bool) -> Result<()> {
+    if aliases.len() < 2 && !person {
+        bail!("give at least two aliases to link (or one with --person)");
+    }
+    let app = ctx.open()?;
+    let avatar = app.avatar(ctx.avatar.as_deref())?;
+    let event = Envelope::new(
+        avatar.avatar_id.clone(),
+        "cli:identity",
+        Payload::AliasesLinked(avatar_schemas::AliasesLinked {
+            aliases: aliases.to_vec(),
+            is_person: person,
+        }),
+    );
+    app.log.append(&[event])?;
+    app.process(&mut |_| {})?;
+    println!(
+        "linked {} alias(es){}",
+        aliases.len(),
+        if person { format!(" to {}", avatar.name) } else { String::new() }
+    );
     Ok(())
 }
 

@@ -106,11 +106,40 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Who is who across sources: the participants found in the records and their aliases.
+    ///
+    /// `avatar identity` lists them; `avatar identity link "Ada King" "+44 7700 900123" --person`
+    /// says those aliases are the person (their records then count as the person's);
+    /// without `--person` it joins aliases of someone else into one participant.
+    Identity {
+        #[command(subcommand)]
+        command: Option<IdentityCommand>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The main job end to end on samples shipped with Avatar: init, ingest, search, replay.
     Demo {
         /// Keep the demo's data directory here instead of a temporary one.
         #[arg(long)]
         keep: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IdentityCommand {
+    /// List participants and their aliases (the default).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Join aliases into one participant.
+    Link {
+        /// Two or more aliases as they appear in the records (names, addresses, numbers, handles).
+        #[arg(required = true, num_args = 1..)]
+        aliases: Vec<String>,
+        /// These aliases are the avatar's person.
+        #[arg(long)]
+        person: bool,
     },
 }
 

@@ -83,8 +83,8 @@ impl Processor<'_> {
                         self.log.commit(PARSE, stored.offset + 1, &out)?;
                         report.artifacts += 1;
                     }
-                    Payload::AvatarCreated(c) => {
-                        identities.insert(c.avatar_id.clone(), identity_of(c));
+                    Payload::AvatarCreated(_) | Payload::AliasesLinked(_) => {
+                        apply_identity_event(&mut identities, &stored.event);
                     }
                     _ => {}
                 }
@@ -298,8 +298,30 @@ impl Processor<'_> {
                         report.forgotten += covered.len();
                         deletes.extend(covered);
                     }
-                    Payload::AvatarCreated(c) => {
-                        identities.insert(c.avatar_id.clone(), identity_of(c));
+                    Payload::AvatarCreated(_) => {
+                        apply_identity_event(identities, e);
+                    }
+                    Payload::AliasesLinked(l) => {
+                        apply_identity_event(identities, e);
+                        if l.is_person {
+                            // Records already stored may now be the person's.
+                            if let Some(identity) = identities.get(&e.avatar) {
+                                let pending: Vec<String> = upserts.iter().map(|r| r.id.clone()).collect();
+                                for r in upserts.iter_mut().filter(|r| r.avatar == e.avatar) {
+                                    r.author_is_person |= r.author.as_deref().is_some_and(|a| identity.is_person(a));
+                                }
+                                for mut r in self.records.records(&e.avatar)? {
+                                    if !r.author_is_person
+                                        && !pending.contains(&r.id)
+                                        && !deletes.contains(&r.id)
+                                        && r.author.as_deref().is_some_and(|a| identity.is_person(a))
+                                    {
+                                        r.author_is_person = true;
+                                        upserts.push(r);
+                                    }
+                                }
+                            }
+                        }
                     }
                     Payload::ArtifactReceived(_) | Payload::DeadLetter(_) => {}
                 }
@@ -338,10 +360,25 @@ fn identity_of(c: &avatar_schemas::AvatarCreated) -> Identity {
 /// Every avatar's identity, from the `identity.avatar_created` events in the log.
 pub fn load_identities(log: &dyn EventLog) -> Result<HashMap<String, Identity>, StoreError> {
     let mut out = HashMap::new();
-    for s in log.all_of_kinds(&["identity.avatar_created"])? {
-        if let Payload::AvatarCreated(c) = &s.event.payload {
-            out.insert(c.avatar_id.clone(), identity_of(c));
-        }
+    for s in log.all_of_kinds(&["identity.avatar_created", "identity.aliases"])? {
+        apply_identity_event(&mut out, &s.event);
     }
     Ok(out)
+}
+
+/// Folds an identity event into the identities: a new avatar, or aliases confirmed as the person.
+fn apply_identity_event(identities: &mut HashMap<String, Identity>, e: &Envelope) {
+    match &e.payload {
+        Payload::AvatarCreated(c) => {
+            identities.insert(c.avatar_id.clone(), identity_of(c));
+        }
+        Payload::AliasesLinked(l) if l.is_person => {
+            if let Some(identity) = identities.get_mut(&e.avatar) {
+                for a in &l.aliases {
+                    identity.add(a);
+                }
+            }
+        }
+        _ => {}
+    }
 }
