@@ -128,3 +128,62 @@ pub trait SearchIndex: Send + Sync {
     /// Top `k` hits for `query` among `avatar`'s records.
     fn search(&self, avatar: &str, query: &str, k: usize) -> Result<Vec<Hit>>;
 }
+
+/// What a vector point carries besides its vector: enough to filter by avatar, source,
+/// author and time in the store query, and to cite without another lookup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkPayload {
+    pub avatar: String,
+    /// Records the chunk was cut from (a chat session spans several messages).
+    pub record_ids: Vec<String>,
+    pub source: String,
+    pub author: Option<String>,
+    /// Unix seconds of the earliest record in the chunk.
+    pub timestamp: Option<i64>,
+    /// Record kind: message, email, document, memory.
+    pub kind: String,
+    pub text: String,
+}
+
+/// One embedded chunk. `id` is the chunk's stable content-derived id (hex); stores that need
+/// numeric or UUID point ids derive them from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorPoint {
+    pub id: String,
+    pub vector: Vec<f32>,
+    pub payload: ChunkPayload,
+}
+
+/// Filters applied inside the store query (never afterwards), so an avatar's search cannot
+/// see another avatar's points and `k` results are `k` matching ones.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VectorFilter {
+    pub avatar: String,
+    pub source: Option<String>,
+    pub author: Option<String>,
+    /// Inclusive bounds, unix seconds.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Only these record kinds (empty = all).
+    pub kinds: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorHit {
+    pub id: String,
+    /// Cosine similarity (vectors are L2-normalised).
+    pub score: f32,
+    pub payload: ChunkPayload,
+}
+
+/// Nearest-neighbour search over chunk embeddings (qdrant-edge embedded, Qdrant server).
+pub trait VectorStore: Send + Sync {
+    /// Upserts `points`, removes every point citing one of `delete_records`, then records
+    /// `next` as this store's checkpoint. Idempotent: replaying the same call is harmless.
+    fn apply(&self, next: Offset, points: &[VectorPoint], delete_records: &[String]) -> Result<()>;
+    fn checkpoint(&self) -> Result<Offset>;
+    /// Top `k` points by cosine similarity to `query` among those matching `filter`.
+    fn search(&self, query: &[f32], filter: &VectorFilter, k: usize) -> Result<Vec<VectorHit>>;
+    /// Number of points of `avatar` (for status and tests).
+    fn count(&self, avatar: &str) -> Result<u64>;
+}
