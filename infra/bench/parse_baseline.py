@@ -10,6 +10,13 @@ like with like:
   mbox:     mailbox.mbox + email (policy=default): the headers Avatar reads (From, Subject,
             Date, Message-ID, In-Reply-To) and the text body via get_body().get_content().
   whatsapp: whatstk.df_from_whatsapp with automatic header detection; rows are messages.
+  slack:    zipfile + json on a workspace export zip, with simple loops doing what Avatar
+            does: user ids -> names, subtype/bot filtering, <@U..> and <url|label> markup via
+            re, entity unescaping, ts -> datetime, thread replies. Counts message objects.
+  discord:  json on a DiscordChatExporter file, the same simple loop: type/bot/empty
+            filtering, RFC 3339 timestamps via datetime.fromisoformat, reply references.
+            Counts message objects.
+(There is no maintained PyPI parser for either export, so json + loops is the baseline.)
 """
 
 import argparse
@@ -51,13 +58,80 @@ def run_whatsapp(path):
     return n, time.perf_counter() - start
 
 
+def run_slack(path):
+    import re
+    import zipfile
+    from datetime import datetime, timezone
+
+    mention = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
+    link = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]+))?>")
+    kept = {None, "thread_broadcast", "me_message", "file_share"}
+
+    start = time.perf_counter()
+    out = []
+    n = 0
+    with zipfile.ZipFile(path) as z:
+        users = {}
+        for u in json.loads(z.read("users.json")):
+            p = u.get("profile") or {}
+            users[u["id"]] = p.get("real_name") or u.get("real_name") or p.get("display_name") or u.get("name")
+        channels = {c["name"]: "#" + c["name"] for c in json.loads(z.read("channels.json"))}
+        for name in sorted(z.namelist()):
+            folder, _, file = name.partition("/")
+            if not file.endswith(".json"):
+                continue
+            thread = channels.get(folder, folder)
+            for m in json.loads(z.read(name)):
+                n += 1
+                if m.get("subtype") not in kept or m.get("bot_id"):
+                    continue
+                text = m.get("text") or ""
+                text = mention.sub(lambda g: "@" + users.get(g.group(1), g.group(1)), text)
+                text = link.sub(lambda g: f"{g.group(2)} ({g.group(1)})" if g.group(2) else g.group(1), text)
+                text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+                if not text.strip():
+                    continue
+                ts = m.get("ts")
+                when = datetime.fromtimestamp(float(ts), tz=timezone.utc)
+                parent = m.get("thread_ts")
+                out.append((thread, users.get(m.get("user"), m.get("user")), text, when, ts,
+                            parent if parent != ts else None))
+    return n, time.perf_counter() - start
+
+
+def run_discord(path):
+    from datetime import datetime
+
+    start = time.perf_counter()
+    with open(path, encoding="utf-8") as f:
+        d = json.load(f)
+    g = d.get("guild") or {}
+    c = d.get("channel") or {}
+    thread = " / ".join(x for x in (g.get("name"), c.get("category"), c.get("name")) if x)
+    out = []
+    n = 0
+    for m in d["messages"]:
+        n += 1
+        a = m.get("author") or {}
+        text = m.get("content") or ""
+        if m.get("type") not in ("Default", "Reply") or a.get("isBot") or not text.strip():
+            continue
+        when = datetime.fromisoformat(m["timestamp"])
+        ref = (m.get("reference") or {}).get("messageId")
+        out.append((thread, a.get("name") or a.get("nickname"), text, when, m.get("id"), ref))
+    return n, time.perf_counter() - start
+
+
+RUNS = {"mbox": run_mbox, "whatsapp": run_whatsapp, "slack": run_slack, "discord": run_discord}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("format", choices=["mbox", "whatsapp"])
+    ap.add_argument("format", choices=sorted(RUNS))
     ap.add_argument("path")
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
-    run = run_mbox if args.format == "mbox" else run_whatsapp
+    run = RUNS[args.format]
     best = None
     n = 0
     for _ in range(max(1, args.repeat)):

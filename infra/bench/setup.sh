@@ -2,10 +2,27 @@
 # Creates the Python environment that the parse benchmark's baselines run in
 # (`cargo bench -p avatar-formats --bench parse`). Idempotent: does nothing when the venv
 # already has whatstk, so the bench can call it on every run.
+# `setup.sh embed` also installs torch + sentence-transformers for
+# `cargo bench -p avatar-embed --bench embed` (CPU wheel when its index is reachable, else the
+# PyPI wheel, a multi-GB CUDA build that also runs on the CPU).
 set -euo pipefail
 
 VENV="${AVATAR_BENCH_VENV:-$HOME/.cache/avatar/bench-venv}"
 PY="${PYTHON:-python3}"
+
+if [ "${1:-}" = "embed" ]; then
+    "$0"
+    if "$VENV/bin/python" -c 'import torch, sentence_transformers' >/dev/null 2>&1; then
+        echo "bench venv ready for embed: $VENV" >&2
+        exit 0
+    fi
+    echo "installing torch + sentence-transformers into $VENV (once)" >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check torch \
+        --index-url https://download.pytorch.org/whl/cpu >&2 2>/dev/null ||
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check torch >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check 'sentence-transformers>=3' >&2
+    exit 0
+fi
 
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import whatstk' >/dev/null 2>&1; then
     echo "bench venv ready: $VENV" >&2

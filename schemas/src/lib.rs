@@ -365,8 +365,7 @@ mod tests {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "json") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                Envelope::from_json(&text)
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                Envelope::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 n += 1;
             }
         }

@@ -12,7 +12,25 @@ pub fn cmd(data: &Path) -> Command {
     let mut c = Command::new(bin());
     c.arg("--data").arg(data).arg("--quiet");
     c.env_remove("AVATAR_DATA").env_remove("AVATAR_ID");
+    // Word search only, unless a test asks for the embedding model (tests/semantic.rs).
+    c.env("AVATAR_EMBED_MODEL", "none");
     c
+}
+
+/// The installed embedding model folder, if any (`infra/fetch-models.sh` puts it there).
+pub fn embed_model() -> Option<PathBuf> {
+    let base = std::env::var_os("AVATAR_MODELS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/avatar/models"))
+        })?;
+    let dir = base.join("all-MiniLM-L6-v2");
+    if dir.join("model.safetensors").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("skipping: no embedding model; run infra/fetch-models.sh");
+        None
+    }
 }
 
 /// Runs `avatar --data DATA ARGS…` and returns its output, failing the test on a non-zero exit.
@@ -54,7 +72,15 @@ pub fn samples() -> PathBuf {
 pub fn init_ada(data: &Path) {
     ok(
         data,
-        &["init", "--name", "Ada Lovelace", "--alias", "ada@example.org", "--alias", "+44 7700 900123"],
+        &[
+            "init",
+            "--name",
+            "Ada Lovelace",
+            "--alias",
+            "ada@example.org",
+            "--alias",
+            "+44 7700 900123",
+        ],
     );
 }
 

@@ -1,5 +1,7 @@
 //! Parse benchmark: messages per second of `mbox::parse` and `whatsapp::parse` against
-//! Python's `mailbox` + `email` and `whatstk` on the same generated corpus, in the same run.
+//! Python's `mailbox` + `email` and `whatstk`, and of `slack::parse` (a workspace export zip)
+//! and `discord::parse` (a DiscordChatExporter JSON file) against json + simple loops (no
+//! maintained PyPI parser exists for those), on the same generated corpus, in the same run.
 //! The goal set by the issue is at least 20x the Python rate.
 //!
 //! Run: `cargo bench -p avatar-formats --bench parse`. The corpus is generated (deterministic,
@@ -99,6 +101,44 @@ fn main() {
         format: "whatsapp",
         generated: wa.messages,
         bytes: wa.text.len(),
+        rust,
+        py,
+    });
+
+    // Slack and Discord: every generated message object (system, bot and file-only ones
+    // included) is counted on both sides, so Rust's items + skipped must equal it.
+    let slack = gen_slack(chat);
+    let slack_path = dir.0.join("Bench Slack export.zip");
+    std::fs::write(&slack_path, &slack.zip).expect("write slack corpus");
+    let rust = time_rust(|| {
+        avatar_formats::slack::parse("Bench Slack export.zip", &slack.zip)
+            .map(|p| (p.items.len() + p.skipped, p.warnings.len()))
+    });
+    let py = python
+        .as_ref()
+        .and_then(|py| time_python(py, "slack", &slack_path, py_repeat));
+    rows.push(Row {
+        format: "slack",
+        generated: slack.messages,
+        bytes: slack.zip.len(),
+        rust,
+        py,
+    });
+
+    let discord = gen_discord(chat);
+    let discord_path = dir.0.join("Bench guild - general [1].json");
+    std::fs::write(&discord_path, discord.text.as_bytes()).expect("write discord corpus");
+    let rust = time_rust(|| {
+        avatar_formats::discord::parse("Bench guild - general [1].json", discord.text.as_bytes())
+            .map(|p| (p.items.len() + p.skipped, p.warnings.len()))
+    });
+    let py = python
+        .as_ref()
+        .and_then(|py| time_python(py, "discord", &discord_path, py_repeat));
+    rows.push(Row {
+        format: "discord",
+        generated: discord.messages,
+        bytes: discord.text.len(),
         rust,
         py,
     });
@@ -679,5 +719,192 @@ fn gen_whatsapp(n: usize) -> Chat {
         text,
         messages: n,
         system,
+    }
+}
+
+// ---- Slack and Discord corpora ---------------------------------------------------------
+
+struct SlackCorpus {
+    zip: Vec<u8>,
+    messages: usize,
+}
+
+/// A workspace export zip as Slack writes it: users.json, channels.json and day files of
+/// ~200 messages in 8 channels, with joins, bot posts, thread replies, mentions, links and
+/// edits in realistic proportions, and the fields real exports carry around the text.
+fn gen_slack(n: usize) -> SlackCorpus {
+    use serde_json::json;
+    use std::io::Write as _;
+    let mut rng = Rng(0x5eed_51ac);
+    let users: Vec<(String, &str)> = (0..40)
+        .map(|i| (format!("U{:08X}", 0x1000 + i), PEOPLE[i % PEOPLE.len()].0))
+        .collect();
+    let users_json = serde_json::Value::Array(
+        users
+            .iter()
+            .map(|(id, name)| {
+                json!({"id": id, "team_id": "T0BENCH", "name": name.to_lowercase().replace(' ', "."),
+                       "deleted": false, "real_name": name, "tz": "Europe/Berlin",
+                       "profile": {"real_name": name, "display_name": "", "email": "x@example.org"},
+                       "is_bot": false, "is_app_user": false})
+            })
+            .collect(),
+    );
+    let channels = [
+        "general", "random", "dev", "design", "ops", "sales", "support", "travel",
+    ];
+    let channels_json = serde_json::Value::Array(
+        channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                json!({"id": format!("C0{i}BENCH"), "name": c, "created": 1_600_000_000, "creator": users[0].0,
+                       "is_archived": false, "is_general": i == 0, "members": [],
+                       "topic": {"value": "", "creator": "", "last_set": 0},
+                       "purpose": {"value": "", "creator": "", "last_set": 0}})
+            })
+            .collect(),
+    );
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let mut put = |name: &str, v: &serde_json::Value| {
+        w.start_file(name, opts).expect("zip entry");
+        w.write_all(serde_json::to_string_pretty(v).expect("json").as_bytes())
+            .expect("zip write");
+    };
+    put("users.json", &users_json);
+    put("channels.json", &channels_json);
+    put("groups.json", &json!([]));
+    put("dms.json", &json!([]));
+    put("mpims.json", &json!([]));
+    let per_day = 200;
+    let mut made = 0;
+    let mut day = 0;
+    let mut ts = 1_600_000_000u64;
+    while made < n {
+        let channel = channels[day % channels.len()];
+        let date = Utc
+            .timestamp_opt(1_600_000_000 + (day / channels.len()) as i64 * 86_400, 0)
+            .single()
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        let mut msgs = Vec::new();
+        let mut parent: Option<String> = None;
+        for _ in 0..per_day.min(n - made) {
+            ts += rng.range(5, 300) as u64;
+            let t = format!("{ts}.{:06}", rng.below(1_000_000));
+            let (uid, _) = rng.pick(&users).clone();
+            let m = if rng.chance(4) {
+                json!({"type": "message", "subtype": "channel_join", "user": uid, "ts": t,
+                       "text": format!("<@{uid}> has joined the channel")})
+            } else if rng.chance(3) {
+                json!({"type": "message", "subtype": "bot_message", "bot_id": "B0BENCH", "username": "deploybot",
+                       "ts": t, "text": "Deploy finished: 42 services green"})
+            } else {
+                let sentences = rng.range(1, 3);
+                let mut text = paragraph(&mut rng, sentences);
+                if rng.chance(10) {
+                    let (other, _) = rng.pick(&users);
+                    text = format!("<@{other}> {text}");
+                }
+                if rng.chance(5) {
+                    text.push_str(" <https://example.org/doc/42|the doc> &amp; more");
+                }
+                let mut m = json!({"client_msg_id": format!("{:016x}", rng.next()), "type": "message",
+                                   "text": text, "user": uid, "ts": t, "team": "T0BENCH",
+                                   "blocks": [], "user_team": "T0BENCH", "source_team": "T0BENCH"});
+                if rng.chance(2) {
+                    m["edited"] = json!({"user": uid, "ts": format!("{}.000000", ts + 30)});
+                }
+                match &parent {
+                    Some(p) if rng.chance(25) => {
+                        m["thread_ts"] = json!(p);
+                        m["parent_user_id"] = json!(uid);
+                    }
+                    _ if rng.chance(10) => {
+                        m["thread_ts"] = json!(t);
+                        m["reply_count"] = json!(1);
+                        parent = Some(t.clone());
+                    }
+                    _ => {}
+                }
+                m
+            };
+            msgs.push(m);
+        }
+        made += msgs.len();
+        put(
+            &format!("{channel}/{date}.json"),
+            &serde_json::Value::Array(msgs),
+        );
+        day += 1;
+    }
+    let zip = w.finish().expect("zip finish").into_inner();
+    SlackCorpus {
+        zip,
+        messages: made,
+    }
+}
+
+struct DiscordCorpus {
+    text: String,
+    messages: usize,
+}
+
+/// One DiscordChatExporter JSON channel file: joins, bot messages, replies, pins-free
+/// ordinary messages, with every field the exporter writes.
+fn gen_discord(n: usize) -> DiscordCorpus {
+    use serde_json::json;
+    let mut rng = Rng(0x0d15_c0bd);
+    let authors: Vec<serde_json::Value> = PEOPLE
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| {
+            json!({"id": format!("52148647698515{i:04}"), "name": name.to_lowercase().replace(' ', "_"),
+                   "discriminator": "0000", "nickname": name, "color": null, "isBot": false,
+                   "avatarUrl": "https://cdn.discordapp.com/embed/avatars/0.png"})
+        })
+        .collect();
+    let bot = json!({"id": "1", "name": "bench-bot", "discriminator": "0000", "nickname": "Bench Bot",
+                     "color": null, "isBot": true, "avatarUrl": ""});
+    let mut msgs = Vec::with_capacity(n);
+    let start = Utc
+        .timestamp_opt(1_672_531_200, 0)
+        .single()
+        .unwrap_or_default();
+    let mut secs = 0i64;
+    for i in 0..n {
+        secs += rng.range(5, 600) as i64;
+        let ts = (start + Duration::seconds(secs))
+            .format("%Y-%m-%dT%H:%M:%S%.3f+00:00")
+            .to_string();
+        let id = format!("{}", 1_045_178_587_575_242_772u64 + i as u64);
+        let sentences = rng.range(1, 3);
+        let mut m = json!({"id": id, "type": "Default", "timestamp": ts, "timestampEdited": null,
+                           "callEndedTimestamp": null, "isPinned": false,
+                           "content": paragraph(&mut rng, sentences),
+                           "author": rng.pick(&authors).clone(),
+                           "attachments": [], "embeds": [], "stickers": [], "reactions": [], "mentions": []});
+        if rng.chance(3) {
+            m["type"] = json!("GuildMemberJoin");
+            m["content"] = json!("");
+        } else if rng.chance(2) {
+            m["author"] = bot.clone();
+        } else if i > 0 && rng.chance(15) {
+            m["type"] = json!("Reply");
+            m["reference"] = json!({"messageId": format!("{}", 1_045_178_587_575_242_772u64 + rng.below(i) as u64),
+                                    "channelId": "1012224565567721552", "guildId": "748545324524575035"});
+        }
+        msgs.push(m);
+    }
+    let doc = json!({"guild": {"id": "748545324524575035", "name": "Bench guild", "iconUrl": ""},
+                     "channel": {"id": "1012224565567721552", "type": "GuildTextChat", "categoryId": "1",
+                                 "category": "Text Channels", "name": "general", "topic": null},
+                     "dateRange": {"after": null, "before": null},
+                     "messages": msgs, "messageCount": n});
+    DiscordCorpus {
+        text: serde_json::to_string_pretty(&doc).expect("json"),
+        messages: n,
     }
 }

@@ -15,32 +15,70 @@ use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders, Par
 
 use crate::{ErrorKind, FormatError, Item, Parsed};
 
-/// Parse one message file (`.eml`, a Maildir entry); format `eml`.
+pub(crate) mod attachments;
+
+/// Parse one message file (`.eml`, a Maildir entry); format `eml`. The mail is the first
+/// item, its readable attachments follow as documents. An Outlook `.msg` saved under a mail
+/// name (or forced with `--format eml`) is handed to the `.msg` reader rather than refused.
 pub fn parse_eml(bytes: &[u8]) -> Result<Parsed, FormatError> {
-    let item = parse_message(bytes)?;
+    if bytes.starts_with(&CFB_MAGIC) {
+        return crate::outlook_msg::parse("message.msg", bytes);
+    }
+    let mail = parse_message_full(bytes)?;
     Ok(Parsed {
         format: "eml",
-        items: vec![item],
+        items: mail.items,
         skipped: 0,
-        warnings: Vec::new(),
+        warnings: mail.warnings,
     })
 }
 
-/// Parse one RFC 5322 message into an email [`Item`]; shared by `eml` and `mbox`.
+/// The OLE2 compound file signature that starts every Outlook `.msg`.
+pub(crate) const CFB_MAGIC: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+
+/// Parse one RFC 5322 message into an email [`Item`] (attachments left out).
 pub fn parse_message(bytes: &[u8]) -> Result<Item, FormatError> {
     parse_message_with_labels(bytes).map(|(item, _)| item)
 }
 
-/// Like [`parse_message`], also returning the Gmail labels (`X-Gmail-Labels`), which the
-/// mbox reader uses to skip spam.
+/// One message read whole: the mail item first, then its attachments as documents.
+pub(crate) struct FullMessage {
+    pub items: Vec<Item>,
+    /// Gmail labels (`X-Gmail-Labels`), which the mbox reader uses to skip spam.
+    pub labels: Vec<String>,
+    /// Attachments that could not be read.
+    pub warnings: Vec<String>,
+}
+
+/// Parse one message with its attachments; shared by `eml` and `mbox`.
+pub(crate) fn parse_message_full(bytes: &[u8]) -> Result<FullMessage, FormatError> {
+    let (msg, item, labels) = parse_parts(bytes)?;
+    let mut warnings = Vec::new();
+    let attachments = attachments::mime_attachments(&msg);
+    let docs = attachments::attachment_items(&item, &attachments, &mut warnings);
+    let mut items = Vec::with_capacity(1 + docs.len());
+    items.push(item);
+    items.extend(docs);
+    Ok(FullMessage {
+        items,
+        labels,
+        warnings,
+    })
+}
+
+/// Like [`parse_message`], also returning the Gmail labels (`X-Gmail-Labels`).
 pub(crate) fn parse_message_with_labels(bytes: &[u8]) -> Result<(Item, Vec<String>), FormatError> {
+    parse_parts(bytes).map(|(_, item, labels)| (item, labels))
+}
+
+fn parse_parts(bytes: &[u8]) -> Result<(Message<'_>, Item, Vec<String>), FormatError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(FormatError::new(
             ErrorKind::Empty,
             "email: the message is empty",
         ));
     }
-    if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
+    if bytes.starts_with(&CFB_MAGIC) {
         return Err(FormatError::new(
             ErrorKind::Unsupported,
             "email: an Outlook .msg (OLE compound file), not an RFC 5322 message; export it as .eml",
@@ -116,7 +154,7 @@ pub(crate) fn parse_message_with_labels(bytes: &[u8]) -> Result<(Item, Vec<Strin
         in_reply_to,
         from_owner: false,
     };
-    Ok((item, labels))
+    Ok((msg, item, labels))
 }
 
 /// The text the body shows: all text/plain body parts, or the HTML ones (quotes removed)
@@ -177,7 +215,9 @@ fn salvage_cut_multipart(msg: &Message<'_>) -> Option<String> {
         Some(end) => &part[..end],
         None => part,
     };
-    let part = part.strip_prefix(b"\r\n").or_else(|| part.strip_prefix(b"\n"))?;
+    let part = part
+        .strip_prefix(b"\r\n")
+        .or_else(|| part.strip_prefix(b"\n"))?;
     let inner = MessageParser::default().parse(part)?;
     let text = inner.body_text(0)?.trim().to_string();
     (!text.is_empty()).then_some(text)
@@ -443,25 +483,87 @@ Q2Fm6SBwbGVhc2U=\n--b1\nContent-Type: text/html\n\n<p>HTML version</p>\n--b1--\n
         }
         let mut ok = 0;
         let mut failed = Vec::new();
+        // (file name, attachment titles, warnings) of every file with documents or warnings.
+        let mut with_attachments = Vec::new();
         for f in &files {
             let bytes = std::fs::read(f).unwrap();
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
             match parse_eml(&bytes) {
                 Ok(p) => {
-                    assert_eq!(p.items.len(), 1);
+                    let mails = p
+                        .items
+                        .iter()
+                        .filter(|i| i.kind == RecordKind::Email)
+                        .count();
+                    assert_eq!(mails, 1, "{name}");
+                    assert_eq!(p.items[0].kind, RecordKind::Email, "the mail comes first");
+                    let docs: Vec<String> = p.items[1..]
+                        .iter()
+                        .filter_map(|i| i.title.clone())
+                        .collect();
+                    if !docs.is_empty() || !p.warnings.is_empty() {
+                        with_attachments.push((name, docs, p.warnings.len()));
+                    }
                     ok += 1;
                 }
-                Err(e) => failed.push((f.file_name().unwrap().to_string_lossy().into_owned(), e)),
+                Err(e) => failed.push((name, e)),
             }
         }
         println!(
-            "eml+maildir: {ok} parsed of {}; failed: {failed:?}",
+            "eml+maildir: {ok} parsed of {}; failed: {failed:?}; attachments: {with_attachments:?}",
             files.len()
         );
         assert_eq!(files.len(), 292, "the 9 eml + 283 maildir files");
-        // All are real RFC 5322 mail except one Outlook .msg that SpamScope saved as .eml.
-        assert_eq!(failed.len(), 1, "{failed:?}");
-        assert_eq!(failed[0].0, "mailparser__mail_outlook_1.eml");
-        assert_eq!(failed[0].1.kind, ErrorKind::Unsupported);
+        // All parse: the Outlook .msg that SpamScope saved as .eml goes to the .msg reader.
+        assert!(failed.is_empty(), "{failed:?}");
+        let docs = |n: &str| vec![n.to_string()];
+        assert_eq!(
+            with_attachments,
+            vec![
+                // WatchGuard's notice, an inline text/plain part with a file name.
+                (
+                    "mailparser__mail_test_3.eml".to_string(),
+                    docs("message.txt"),
+                    0
+                ),
+                // att09558.htm/att04803.htm are body fragments; the PDF is a scan.
+                ("mailparser__mail_test_7.eml".to_string(), vec![], 1),
+                // notmuch's patch mails: the patch is a text/plain attachment.
+                ("23:2,".to_string(), docs("notmuch-help.patch"), 0),
+                ("24:2,".to_string(), docs("notmuch-help.patch"), 0),
+            ]
+        );
+        let outlook = std::fs::read(root.join("eml/mailparser__mail_outlook_1.eml")).unwrap();
+        assert_eq!(parse_eml(&outlook).unwrap().format, "msg");
+
+        let watchguard = std::fs::read(root.join("eml/mailparser__mail_test_3.eml")).unwrap();
+        let p = parse_eml(&watchguard).unwrap();
+        let (mail, doc) = (&p.items[0], &p.items[1]);
+        assert_eq!(doc.kind, RecordKind::Document);
+        assert!(
+            doc.text.starts_with("The WatchGuard Firebox that protects your network has detected a message that may not be safe."),
+            "{}",
+            doc.text
+        );
+        assert!(doc.text.contains("File name    : export_pdf_ 65acf801~.js"));
+        assert_eq!(doc.thread, mail.thread);
+        assert_eq!(doc.timestamp, mail.timestamp);
+        assert_eq!(doc.author, mail.author);
+        assert_eq!(doc.in_reply_to, mail.message_id);
+
+        let patch = std::fs::read(root.join("maildir/notmuch/default/bar/baz/23:2,")).unwrap();
+        let p = parse_eml(&patch).unwrap();
+        assert!(p.items[1]
+            .text
+            .starts_with("diff --git a/notmuch.c b/notmuch.c\nindex c47e640..a35cb99 100644"));
+
+        let scan = std::fs::read(root.join("eml/mailparser__mail_test_7.eml")).unwrap();
+        let p = parse_eml(&scan).unwrap();
+        assert!(
+            p.warnings[0].starts_with("attachment 20170609091403417.pdf was not read"),
+            "{:?}",
+            p.warnings
+        );
     }
 
     #[test]
@@ -512,6 +614,7 @@ Q2Fm6SBwbGVhc2U=\n--b1\nContent-Type: text/html\n\n<p>HTML version</p>\n--b1--\n
 mod reply_score;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod cut_multipart {
     #[test]
     fn a_multipart_cut_before_its_closing_boundary_keeps_its_text() {

@@ -9,12 +9,14 @@
 use avatar_schemas::RecordKind;
 use chrono::{DateTime, Utc};
 
+pub mod bundle;
 pub mod code;
 pub mod discord;
 pub mod docx;
 pub mod email;
 pub mod epub;
 pub mod git_log;
+pub mod github;
 pub mod google_chat;
 pub mod html;
 pub mod imessage;
@@ -112,7 +114,10 @@ impl FormatError {
 /// `text`, `markdown`).
 pub fn parse(name: &str, hint: Option<&str>, bytes: &[u8]) -> Result<Parsed, FormatError> {
     if bytes.is_empty() {
-        return Err(FormatError::new(ErrorKind::Empty, format!("{name}: the file is empty")));
+        return Err(FormatError::new(
+            ErrorKind::Empty,
+            format!("{name}: the file is empty"),
+        ));
     }
     let format = match hint {
         Some(h) => sniff::Format::from_name(h).ok_or_else(|| {
@@ -139,6 +144,7 @@ pub fn parse(name: &str, hint: Option<&str>, bytes: &[u8]) -> Result<Parsed, For
         F::Sms => sms::parse(name, bytes),
         F::Signal => signal::parse(name, bytes),
         F::GitLog => git_log::parse(name, bytes),
+        F::GitHub => github::parse(name, bytes),
         F::Html => html::parse(name, bytes),
         F::Code => code::parse(name, bytes),
         F::IMessage => imessage::parse(name, bytes),

@@ -5,11 +5,12 @@
 //! escaped `>From ` lines is copied to unescape it. Each message goes through
 //! [`crate::email::parse_message`]; one that fails becomes a warning and the rest go on, so a
 //! single broken message does not dead-letter a whole mailbox. Gmail's `X-GM-THRID` gives the
-//! thread (see the email module) and messages labelled `Spam` by Gmail are skipped.
+//! thread (see the email module) and messages labelled `Spam` by Gmail are skipped. A mail's
+//! readable attachments follow it as document items (see `email::attachments`).
 
 use std::borrow::Cow;
 
-use crate::email::parse_message_with_labels;
+use crate::email::parse_message_full;
 use crate::{ErrorKind, FormatError, Parsed};
 
 /// Parse an mbox file; format `mbox`.
@@ -42,12 +43,17 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, FormatError> {
         // The message starts after the separator line itself.
         let body_start = memchr(b'\n', &bytes[start..end]).map_or(end, |p| start + p + 1);
         let raw = &bytes[body_start..end];
-        match parse_message_with_labels(&unescape_from(raw)) {
-            Ok((item, labels)) => {
-                if labels.iter().any(|l| l.eq_ignore_ascii_case("spam")) {
+        match parse_message_full(&unescape_from(raw)) {
+            Ok(mail) => {
+                if mail.labels.iter().any(|l| l.eq_ignore_ascii_case("spam")) {
                     parsed.skipped += 1;
                 } else {
-                    parsed.items.push(item);
+                    parsed.items.extend(mail.items);
+                    parsed.warnings.extend(
+                        mail.warnings
+                            .into_iter()
+                            .map(|w| format!("mbox: message {} at byte {start}: {w}", n + 1)),
+                    );
                 }
             }
             Err(e) => {

@@ -22,6 +22,7 @@ pub enum Format {
     Sms,
     Signal,
     GitLog,
+    GitHub,
     Html,
     Code,
     IMessage,
@@ -51,6 +52,7 @@ const NAMES: &[(Format, &[&str])] = &[
     (Format::Sms, &["sms"]),
     (Format::Signal, &["signal"]),
     (Format::GitLog, &["git-log", "git"]),
+    (Format::GitHub, &["github"]),
     (Format::Html, &["html"]),
     (Format::Code, &["code"]),
     (Format::IMessage, &["imessage"]),
@@ -104,16 +106,29 @@ pub fn sniff(name: &str, bytes: &[u8]) -> Result<Format, FormatError> {
         if lower.ends_with(".epub") {
             return Ok(Format::Epub);
         }
+        // A whole Slack export (users.json + channels.json), whatever the zip is called.
+        if crate::bundle::zip_bundle_kind(bytes) == Some("slack") {
+            return Ok(Format::Slack);
+        }
     }
     if looks_binary(head) {
         return Err(FormatError::new(
             ErrorKind::Binary,
-            format!("{name}: binary content ({}) is not a supported export format", describe_binary(head)),
+            format!(
+                "{name}: binary content ({}) is not a supported export format",
+                describe_binary(head)
+            ),
         ));
     }
     let text = String::from_utf8_lossy(head);
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
-    if trimmed.starts_with("From ") && (lower.ends_with(".mbox") || looks_like_headers(after_first_line(trimmed))) {
+    // Before mbox: `git format-patch`'s `From <sha> Mon Sep 17 00:00:00 2001` + headers is one.
+    if crate::git_log::looks_like(name, trimmed) {
+        return Ok(Format::GitLog);
+    }
+    if trimmed.starts_with("From ")
+        && (lower.ends_with(".mbox") || looks_like_headers(after_first_line(trimmed)))
+    {
         return Ok(Format::Mbox);
     }
     if lower.ends_with(".mbox") {
@@ -130,6 +145,7 @@ pub fn sniff(name: &str, bytes: &[u8]) -> Result<Format, FormatError> {
         (Format::Signal, crate::signal::looks_like),
         (Format::Sms, crate::sms::looks_like),
         (Format::LinkedIn, crate::linkedin::looks_like),
+        (Format::GitHub, crate::github::looks_like),
     ];
     for (format, looks) in checks {
         if looks(name, trimmed) {
@@ -139,9 +155,14 @@ pub fn sniff(name: &str, bytes: &[u8]) -> Result<Format, FormatError> {
     if lower.ends_with(".json") || trimmed.starts_with('{') {
         // A full export may list thousands of contacts before `chats`; Bot API dumps have
         // `update_id` instead.
-        if ["\"messages\"", "\"chats\"", "\"personal_information\"", "\"update_id\""]
-            .iter()
-            .any(|k| trimmed.contains(k))
+        if [
+            "\"messages\"",
+            "\"chats\"",
+            "\"personal_information\"",
+            "\"update_id\"",
+        ]
+        .iter()
+        .any(|k| trimmed.contains(k))
         {
             return Ok(Format::Telegram);
         }
@@ -170,7 +191,11 @@ pub fn sniff(name: &str, bytes: &[u8]) -> Result<Format, FormatError> {
     if lower.ends_with(".md") || lower.ends_with(".markdown") {
         return Ok(Format::Markdown);
     }
-    if lower.ends_with(".txt") || lower.ends_with(".text") || lower.ends_with(".org") || lower.ends_with(".rst") {
+    if lower.ends_with(".txt")
+        || lower.ends_with(".text")
+        || lower.ends_with(".org")
+        || lower.ends_with(".rst")
+    {
         return Ok(Format::Text);
     }
     Err(FormatError::new(
@@ -194,14 +219,25 @@ fn looks_like_headers(s: &str) -> bool {
         if line.starts_with(' ') || line.starts_with('\t') {
             continue;
         }
-        let Some((name, _)) = line.split_once(':') else { return false };
+        let Some((name, _)) = line.split_once(':') else {
+            return false;
+        };
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
             return false;
         }
         let n = name.to_ascii_lowercase();
         if matches!(
             n.as_str(),
-            "from" | "to" | "subject" | "date" | "message-id" | "received" | "return-path" | "mime-version" | "delivered-to" | "x-gm-thrid"
+            "from"
+                | "to"
+                | "subject"
+                | "date"
+                | "message-id"
+                | "received"
+                | "return-path"
+                | "mime-version"
+                | "delivered-to"
+                | "x-gm-thrid"
         ) {
             known += 1;
         }
@@ -230,6 +266,9 @@ fn describe_binary(head: &[u8]) -> &'static str {
         [b'S', b'Q', b'L', b'i', b't', b'e', ..] => "SQLite database",
         [b'G', b'I', b'F', b'8', ..] => "GIF image",
         [0x1f, 0x8b, ..] => "gzip data",
+        [b'!', b'B', b'D', b'N', ..] => {
+            "an Outlook .pst mail store: ingest converts it to .eml with readpst from pst-utils"
+        }
         _ => "unrecognised",
     }
 }
@@ -240,11 +279,30 @@ mod tests {
 
     #[test]
     fn sniffs_by_content_before_name() {
-        assert_eq!(sniff("x.txt", b"From a@b Mon Jan  1 00:00:00 2001\nFrom: a@b\nSubject: s\n\nhi\n").unwrap(), Format::Mbox);
-        assert_eq!(sniff("mail", b"From: a@b\nTo: c@d\nSubject: s\n\nhi\n").unwrap(), Format::Eml);
-        assert_eq!(sniff("result.json", b"{\"name\":\"x\",\"messages\":[]}").unwrap(), Format::Telegram);
-        assert_eq!(sniff("notes.md", b"# Title\n\nbody").unwrap(), Format::Markdown);
-        assert_eq!(sniff("notes.txt", b"just some notes").unwrap(), Format::Text);
+        assert_eq!(
+            sniff(
+                "x.txt",
+                b"From a@b Mon Jan  1 00:00:00 2001\nFrom: a@b\nSubject: s\n\nhi\n"
+            )
+            .unwrap(),
+            Format::Mbox
+        );
+        assert_eq!(
+            sniff("mail", b"From: a@b\nTo: c@d\nSubject: s\n\nhi\n").unwrap(),
+            Format::Eml
+        );
+        assert_eq!(
+            sniff("result.json", b"{\"name\":\"x\",\"messages\":[]}").unwrap(),
+            Format::Telegram
+        );
+        assert_eq!(
+            sniff("notes.md", b"# Title\n\nbody").unwrap(),
+            Format::Markdown
+        );
+        assert_eq!(
+            sniff("notes.txt", b"just some notes").unwrap(),
+            Format::Text
+        );
     }
 
     #[test]

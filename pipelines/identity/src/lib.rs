@@ -43,7 +43,10 @@ impl Identity {
         } else if let Some(phone) = phone_of(&alias) {
             push_unique(&mut self.phones, phone);
         } else {
-            push_unique(&mut self.names, normalise_name(alias.trim_start_matches('@')));
+            push_unique(
+                &mut self.names,
+                normalise_name(alias.trim_start_matches('@')),
+            );
         }
     }
 
@@ -115,14 +118,21 @@ pub fn participants(
         } else if let Some(phone) = phone_of(&alias) {
             out.push(format!("phone:{phone}"));
         } else if !alias.is_empty() {
-            out.push(format!("name:{}", normalise_name(alias.trim_start_matches('@'))));
+            out.push(format!(
+                "name:{}",
+                normalise_name(alias.trim_start_matches('@'))
+            ));
         }
         out
     };
     let groups: Vec<Vec<String>> = authors
         .iter()
         .map(|(a, _)| keys_of(a))
-        .chain(links.iter().map(|l| l.iter().flat_map(|a| keys_of(a)).collect()))
+        .chain(
+            links
+                .iter()
+                .map(|l| l.iter().flat_map(|a| keys_of(a)).collect()),
+        )
         .collect();
     for g in &groups {
         let ids: Vec<usize> = g
@@ -139,8 +149,12 @@ pub fn participants(
     let mut by_root: std::collections::BTreeMap<usize, Participant> = Default::default();
     let mut counts: std::collections::BTreeMap<usize, Vec<(String, u64)>> = Default::default();
     for (author, n) in authors {
-        let Some(first) = keys_of(author).into_iter().next() else { continue };
-        let Some(i) = keys.iter().position(|k| *k == first) else { continue };
+        let Some(first) = keys_of(author).into_iter().next() else {
+            continue;
+        };
+        let Some(i) = keys.iter().position(|k| *k == first) else {
+            continue;
+        };
         let root = find(&mut parent, i);
         counts.entry(root).or_default().push((author.clone(), *n));
     }
@@ -236,7 +250,12 @@ mod tests {
     fn ada() -> Identity {
         Identity::new(
             "Ada Lovelace",
-            ["ada@example.org", "+44 7700 900123", "@ada", "Ada King <countess@example.org>"],
+            [
+                "ada@example.org",
+                "+44 7700 900123",
+                "@ada",
+                "Ada King <countess@example.org>",
+            ],
         )
     }
 
@@ -272,7 +291,11 @@ mod tests {
         assert_eq!(ps[1].records, 9);
         assert_eq!(ps[1].aliases[0], "Charles Babbage");
         // The user says the phone number is Charles too.
-        let ps = participants(&id, &authors, &[vec!["+44 7700 900999".into(), "Charles Babbage".into()]]);
+        let ps = participants(
+            &id,
+            &authors,
+            &[vec!["+44 7700 900999".into(), "Charles Babbage".into()]],
+        );
         assert_eq!(ps.len(), 3);
         assert_eq!(ps[1].records, 11);
     }

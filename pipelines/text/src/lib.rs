@@ -14,6 +14,7 @@
 //! Steps 1-2 need only the message; 3-4 need the thread and the mailbox, so the processor
 //! applies them. Every function is pure and total: any `&str` in, a `String` out.
 
+pub mod chunk;
 pub mod html;
 pub mod quotes;
 pub mod signature;

@@ -11,12 +11,18 @@ mod records_parquet;
 mod sqlite_log;
 mod sqlite_records;
 mod tantivy_index;
+mod vector_edge;
+#[cfg(feature = "qdrant-server")]
+mod vector_qdrant;
 
 pub use fs_blobs::FsBlobStore;
 pub use records_parquet::{read_records_parquet, records_arrow_schema, write_records_parquet};
 pub use sqlite_log::SqliteEventLog;
 pub use sqlite_records::SqliteRecordStore;
 pub use tantivy_index::TantivyIndex;
+pub use vector_edge::{EdgeStats, EdgeVectorStore};
+#[cfg(feature = "qdrant-server")]
+pub use vector_qdrant::QdrantServerStore;
 
 use avatar_runtime::{Result, StoreError};
 use avatar_schemas::RecordKind;

@@ -35,6 +35,14 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_avatar
     ON records(avatar, timestamp, source, ordinal, id);
+CREATE INDEX IF NOT EXISTS records_artifact ON records(artifact);
+CREATE INDEX IF NOT EXISTS records_message_id ON records(avatar, message_id);
+-- Ids (hashes, never content) of forgotten records with the sink offset that removed them, so
+-- later consumers (the vector store) remove them too.
+CREATE TABLE IF NOT EXISTS forgotten (
+    id     TEXT PRIMARY KEY,
+    "offset" INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     name TEXT PRIMARY KEY,
     next INTEGER NOT NULL
@@ -186,8 +194,14 @@ impl RecordStore for SqliteRecordStore {
             let mut delete = tx
                 .prepare_cached("DELETE FROM records WHERE id = ?1")
                 .backend()?;
+            let mut remember = tx
+                .prepare_cached(
+                    r#"INSERT OR REPLACE INTO forgotten (id, "offset") VALUES (?1, ?2)"#,
+                )
+                .backend()?;
             for id in deletes {
                 delete.execute([id]).backend()?;
+                remember.execute(params![id, next as i64]).backend()?;
             }
         }
         write_checkpoint(&tx, name, next)?;
@@ -213,6 +227,50 @@ impl RecordStore for SqliteRecordStore {
             out.push(decode(row.backend()?)?);
         }
         Ok(out)
+    }
+
+    fn records_of_artifact(&self, avatar: &str, artifact: &str) -> Result<Vec<Record>> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM records WHERE artifact = ?1 AND avatar = ?2
+                 ORDER BY timestamp, source, ordinal, id"
+            ))
+            .backend()?;
+        let rows = stmt.query_map([artifact, avatar], raw_row).backend()?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(decode(row.backend()?)?);
+        }
+        Ok(out)
+    }
+
+    fn forgotten_since(&self, after: Offset) -> Result<Vec<String>> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(r#"SELECT id FROM forgotten WHERE "offset" > ?1 ORDER BY id"#)
+            .backend()?;
+        let rows = stmt
+            .query_map([after as i64], |r| r.get::<_, String>(0))
+            .backend()?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row.backend()?);
+        }
+        Ok(out)
+    }
+
+    fn find_by_message_id(&self, avatar: &str, message_id: &str) -> Result<Option<Record>> {
+        let conn = self.lock()?;
+        let raw = conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM records WHERE avatar = ?1 AND message_id = ?2 ORDER BY id LIMIT 1"),
+                [avatar, message_id],
+                raw_row,
+            )
+            .optional()
+            .backend()?;
+        raw.map(decode).transpose()
     }
 
     fn get(&self, id: &str) -> Result<Option<Record>> {

@@ -21,6 +21,8 @@ pub struct App {
     pub blobs: FsBlobStore,
     pub records: SqliteRecordStore,
     pub index: TantivyIndex,
+    /// Embedder + vector store, when an embedding model is installed.
+    pub semantic: Option<crate::semantic::SemanticParts>,
 }
 
 impl App {
@@ -29,17 +31,21 @@ impl App {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         let open_err = |what: &str| format!("cannot open the {what} in {}", dir.display());
-        let log = SqliteEventLog::open(&dir.join("log.db")).with_context(|| open_err("event log"))?;
-        let blobs = FsBlobStore::open(&dir.join("blobs")).with_context(|| open_err("blob store"))?;
+        let log =
+            SqliteEventLog::open(&dir.join("log.db")).with_context(|| open_err("event log"))?;
+        let blobs =
+            FsBlobStore::open(&dir.join("blobs")).with_context(|| open_err("blob store"))?;
         let records = SqliteRecordStore::open(&dir.join("records.db"))
             .with_context(|| open_err("record store"))?;
         let index = TantivyIndex::open(&dir.join("index")).with_context(|| open_err("index"))?;
+        let semantic = crate::semantic::open(dir)?;
         let mut app = App {
             dir: dir.to_path_buf(),
             log,
             blobs,
             records,
             index,
+            semantic,
         };
         app.repair_index()?;
         Ok(app)
@@ -105,6 +111,11 @@ impl App {
             blobs: &self.blobs,
             records: &self.records,
             index: &self.index,
+            semantic: self.semantic.as_ref().map(|s| avatar_processor::Semantic {
+                store: &s.store,
+                embedder: &s.embedder,
+                chunking: avatar_text::chunk::ChunkConfig::default(),
+            }),
         }
         .run(progress)
         .context("processing the log failed")?;
@@ -113,7 +124,10 @@ impl App {
     }
 
     pub fn dataset_path(&self, avatar: &str) -> PathBuf {
-        self.dir.join("datasets").join(avatar).join("records.parquet")
+        self.dir
+            .join("datasets")
+            .join(avatar)
+            .join("records.parquet")
     }
 
     /// Rewrites every avatar's records dataset. Deterministic: the same records give the same
@@ -134,6 +148,7 @@ impl App {
 
 /// The per-user default data directory.
 pub fn default_data_dir() -> Result<PathBuf> {
-    let base = dirs::data_dir().context("no per-user data directory on this system; pass --data DIR")?;
+    let base =
+        dirs::data_dir().context("no per-user data directory on this system; pass --data DIR")?;
     Ok(base.join("avatar"))
 }

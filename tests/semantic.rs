@@ -1,0 +1,87 @@
+//! Semantic memory end to end with the real all-MiniLM-L6-v2 weights (CI fetches them with
+//! infra/fetch-models.sh): records are chunked, embedded and stored in qdrant-edge during
+//! ingest; vector and hybrid search find paraphrases; the evaluation set shows hybrid ahead.
+
+mod common;
+use common::*;
+
+#[test]
+fn vector_and_hybrid_search_on_the_demo_corpus() {
+    let Some(model) = embed_model() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let run = |args: &[&str]| {
+        let out = cmd(&data)
+            .env("AVATAR_EMBED_MODEL", &model)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_no_panic(&out);
+        out
+    };
+    run(&[
+        "init",
+        "--name",
+        "Ada Lovelace",
+        "--alias",
+        "ada@example.org",
+    ]);
+    run(&["ingest", samples().to_str().unwrap()]);
+
+    // A paraphrase with none of the words of the answer: "wager ... horses" is in the corpus.
+    let hits = json_lines(&run(&[
+        "search",
+        "betting on racing",
+        "--mode",
+        "vector",
+        "--json",
+        "-k",
+        "5",
+    ]));
+    assert_eq!(hits.len(), 5);
+    assert!(
+        hits.iter().all(|h| h["vector_rank"].is_number()),
+        "{hits:?}"
+    );
+    let text: String = hits
+        .iter()
+        .map(|h| h["snippet"].as_str().unwrap().to_lowercase())
+        .collect();
+    assert!(
+        text.contains("horse") || text.contains("wager") || text.contains("derby"),
+        "{text}"
+    );
+
+    // Filters are applied in the store query: nothing from another author comes back.
+    let only = "William King <william@example.org>";
+    for h in json_lines(&run(&["search", "horses", "--json", "--author", only])) {
+        assert_eq!(h["author"], only);
+    }
+    // A memory about the query is ranked first.
+    run(&[
+        "memory",
+        "add",
+        "Her favourite horse at Epsom was a grey mare called Calculus.",
+    ]);
+    let hits = json_lines(&run(&[
+        "search",
+        "which racehorse did she like best",
+        "--json",
+    ]));
+    assert_eq!(hits[0]["memory"], true, "{hits:?}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["eval", "retrieval", "--json"]))).unwrap();
+    let recall = |m: &str| report[m]["recall_at_10"].as_f64().unwrap();
+    eprintln!("retrieval: {report}");
+    assert!(recall("vector") > recall("bm25"), "{report}");
+    assert!(
+        recall("hybrid") > recall("vector"),
+        "hybrid must beat both on recall@10: {report}"
+    );
+}
