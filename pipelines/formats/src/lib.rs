@@ -15,6 +15,7 @@ pub mod discord;
 pub mod docx;
 pub mod email;
 pub mod epub;
+pub mod gerrit;
 pub mod git_log;
 pub mod github;
 pub mod google_chat;
@@ -32,6 +33,7 @@ pub mod signal;
 pub mod slack;
 pub mod sms;
 pub mod sniff;
+pub mod teams;
 pub mod telegram;
 pub mod text;
 pub mod twitter;
@@ -153,5 +155,7 @@ pub fn parse(name: &str, hint: Option<&str>, bytes: &[u8]) -> Result<Parsed, For
         F::Docx => docx::parse(name, bytes),
         F::Odt => odt::parse(name, bytes),
         F::Epub => epub::parse(name, bytes),
+        F::Gerrit => gerrit::parse(name, bytes),
+        F::Teams => teams::parse(name, bytes),
     }
 }

@@ -31,6 +31,8 @@ pub enum Format {
     Docx,
     Odt,
     Epub,
+    Gerrit,
+    Teams,
 }
 
 /// Every format with the names `--format` accepts (first = canonical).
@@ -61,6 +63,8 @@ const NAMES: &[(Format, &[&str])] = &[
     (Format::Docx, &["docx"]),
     (Format::Odt, &["odt"]),
     (Format::Epub, &["epub"]),
+    (Format::Gerrit, &["gerrit"]),
+    (Format::Teams, &["teams"]),
 ];
 
 impl Format {
@@ -146,6 +150,8 @@ pub fn sniff(name: &str, bytes: &[u8]) -> Result<Format, FormatError> {
         (Format::Sms, crate::sms::looks_like),
         (Format::LinkedIn, crate::linkedin::looks_like),
         (Format::GitHub, crate::github::looks_like),
+        (Format::Gerrit, crate::gerrit::looks_like),
+        (Format::Teams, crate::teams::looks_like),
     ];
     for (format, looks) in checks {
         if looks(name, trimmed) {
