@@ -500,4 +500,5 @@ fn default_device() -> Result<Device, EmbedError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;

@@ -195,7 +195,7 @@ fn mean_pooling_matches_a_hand_computed_mean() {
         .unwrap()
         .to_vec2::<f32>()
         .unwrap();
-    let mut mean = vec![0f32; 16];
+    let mut mean = [0f32; 16];
     for row in &h {
         for (m, x) in mean.iter_mut().zip(row) {
             *m += x / n as f32;

