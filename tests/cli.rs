@@ -261,3 +261,74 @@ fn identity_lists_participants_and_linking_an_alias_marks_existing_records() {
     ok(&data, &["replay", "--into", copy.to_str().unwrap()]);
     assert_eq!(mine(&copy), 12);
 }
+
+#[test]
+fn a_git_repository_is_ingested_commit_by_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("engine");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .current_dir(&repo)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("note_g.py"), "def bernoulli(n):\n    return n\n").unwrap();
+    git(&["add", "."]);
+    git(&[
+        "-c",
+        "user.name=Ada Lovelace",
+        "-c",
+        "user.email=ada@example.org",
+        "commit",
+        "-q",
+        "-m",
+        "Compute the Bernoulli numbers",
+    ]);
+    std::fs::write(repo.join("mill.py"), "def mill():\n    pass\n").unwrap();
+    git(&["add", "."]);
+    git(&[
+        "-c",
+        "user.name=Charles Babbage",
+        "-c",
+        "user.email=charles@example.org",
+        "commit",
+        "-q",
+        "-m",
+        "Add the mill",
+    ]);
+
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    ok(&data, &["ingest", repo.to_str().unwrap()]);
+    let records = json_lines(&ok(&data, &["records", "--json"]));
+    let by = |needle: &str| {
+        records
+            .iter()
+            .find(|r| r["text"].as_str().unwrap().contains(needle))
+            .cloned()
+    };
+    let msg = by("Compute the Bernoulli numbers").expect("commit message record");
+    assert_eq!(msg["author_is_person"], true, "{msg}");
+    assert!(
+        msg["source"].as_str().unwrap().starts_with("git://"),
+        "{msg}"
+    );
+    let code = by("def bernoulli").expect("the code Ada added");
+    assert_eq!(code["author_is_person"], true);
+    assert_eq!(by("Add the mill").unwrap()["author_is_person"], false);
+    // Ingesting the repository again adds nothing.
+    let before = json_lines(&ok(&data, &["status", "--json"]))[0]["log"]["end_offset"].clone();
+    ok(&data, &["ingest", repo.to_str().unwrap()]);
+    assert_eq!(
+        json_lines(&ok(&data, &["status", "--json"]))[0]["log"]["end_offset"],
+        before
+    );
+}

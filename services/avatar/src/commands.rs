@@ -154,7 +154,12 @@ pub fn ingest(
             || p.join(".git").exists()
             || (p.join("HEAD").is_file() && p.join("objects").is_dir())
     };
-    let (repos, files): (Vec<PathBuf>, Vec<PathBuf>) = paths.iter().cloned().partition(is_repo);
+    let (remote, paths): (Vec<PathBuf>, Vec<PathBuf>) =
+        paths.iter().cloned().partition(|p| is_remote_repo(p));
+    let (mut repos, files): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(is_repo);
+    for url in &remote {
+        repos.push(clone_or_fetch(&app.dir, &url.to_string_lossy())?);
+    }
     let mut report = avatar_ingest::IngestReport::default();
     if !files.is_empty() {
         let bar = ctx.bar(0, "reading");
@@ -209,6 +214,48 @@ pub fn ingest(
         processed.dead_letters.len()
     );
     Ok(processed)
+}
+
+fn is_remote_repo(p: &Path) -> bool {
+    let s = p.to_string_lossy();
+    ["https://", "http://", "ssh://", "git://"]
+        .iter()
+        .any(|pre| s.starts_with(pre))
+        || (s.starts_with("git@") && s.contains(':'))
+}
+
+/// A remote repository is mirrored once under `DIR/repos/` (then fetched on later runs) with
+/// the `git` command, so its commits get stable source URIs and re-ingesting is a no-op.
+fn clone_or_fetch(data: &Path, url: &str) -> Result<PathBuf> {
+    let name: String = url
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let dest = data.join("repos").join(name);
+    let status = if dest.join("HEAD").is_file() {
+        std::process::Command::new("git")
+            .args(["--git-dir"])
+            .arg(&dest)
+            .args(["fetch", "--quiet", "origin", "+refs/heads/*:refs/heads/*"])
+            .status()
+    } else {
+        std::fs::create_dir_all(data.join("repos"))?;
+        std::process::Command::new("git")
+            .args(["clone", "--quiet", "--bare", url])
+            .arg(&dest)
+            .status()
+    };
+    match status {
+        Ok(s) if s.success() => Ok(dest),
+        Ok(s) => bail!("`git` could not clone or fetch {url} ({s}); check the URL and your access"),
+        Err(e) => bail!("cannot run `git` to clone {url}: {e}; install git or clone it yourself and ingest the folder"),
+    }
 }
 
 fn record_json(r: &Record) -> serde_json::Value {
@@ -646,6 +693,49 @@ pub fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::slug;
+
+    /// Remote repositories are mirrored under DIR/repos with `git`: a local path stands in
+    /// for the URL (git clones both the same way); the second call fetches.
+    #[test]
+    fn remote_repositories_are_mirrored_then_fetched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("src");
+        std::fs::create_dir_all(&repo).unwrap();
+        let git = |args: &[&str]| {
+            assert!(std::process::Command::new("git")
+                .current_dir(&repo)
+                .args(args)
+                .status()
+                .unwrap()
+                .success());
+        };
+        git(&["init", "-q"]);
+        std::fs::write(repo.join("a.txt"), "a").unwrap();
+        git(&["add", "."]);
+        git(&[
+            "-c",
+            "user.name=A",
+            "-c",
+            "user.email=a@example.org",
+            "commit",
+            "-q",
+            "-m",
+            "one",
+        ]);
+        let data = tmp.path().join("data");
+        let url = repo.to_string_lossy().into_owned();
+        let dest = super::clone_or_fetch(&data, &url).unwrap();
+        assert!(dest.join("HEAD").is_file());
+        assert_eq!(super::clone_or_fetch(&data, &url).unwrap(), dest);
+        assert!(super::clone_or_fetch(&data, "/no/such/repo").is_err());
+        assert!(super::is_remote_repo(std::path::Path::new(
+            "https://github.com/a/b"
+        )));
+        assert!(super::is_remote_repo(std::path::Path::new(
+            "git@github.com:a/b.git"
+        )));
+        assert!(!super::is_remote_repo(std::path::Path::new("/home/a/b")));
+    }
 
     #[test]
     fn slugs() {
