@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -27,7 +29,11 @@ fn every_fixture_is_sniffed_to_its_parser() {
     all.sort();
     let mut report = Vec::new();
     for path in &all {
-        let rel = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if name == "SOURCES.md" || name == "README.md" {
             continue;
@@ -55,9 +61,16 @@ fn every_fixture_is_sniffed_to_its_parser() {
             _ => &[],
         };
         if !want.is_empty() {
-            assert!(want.contains(&got.as_str()), "{rel}: sniffed as {got}, expected {want:?}");
+            assert!(
+                want.contains(&got.as_str()),
+                "{rel}: sniffed as {got}, expected {want:?}"
+            );
         }
     }
     eprintln!("{}", report.join("\n"));
-    assert!(report.len() > 400, "expected ~500 fixtures, saw {}", report.len());
+    assert!(
+        report.len() > 400,
+        "expected ~500 fixtures, saw {}",
+        report.len()
+    );
 }
