@@ -306,9 +306,26 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
     ]
 }
 
-/// Pretty JSON with a trailing newline, as written to `schemas/json/`.
+/// Pretty JSON with sorted keys and a trailing newline, as written to `schemas/json/`.
+/// Keys are sorted here because serde_json's key order depends on whether another crate in
+/// the build enabled its `preserve_order` feature.
 pub fn render_schema(value: &serde_json::Value) -> String {
-    let mut s = serde_json::to_string_pretty(value).unwrap_or_default();
+    fn sorted(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                let mut out = serde_json::Map::new();
+                for k in keys {
+                    out.insert(k.clone(), sorted(&m[k]));
+                }
+                serde_json::Value::Object(out)
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    let mut s = serde_json::to_string_pretty(&sorted(value)).unwrap_or_default();
     s.push('\n');
     s
 }
@@ -348,10 +365,10 @@ mod tests {
     fn json_schemas_are_fresh() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("json");
         for (name, value) in json_schemas() {
-            let want = render_schema(&value);
             let have = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+            let have: serde_json::Value = serde_json::from_str(&have).unwrap_or_default();
             assert!(
-                have == want,
+                have == value,
                 "schemas/json/{name} is stale: run `cargo run -p avatar-schemas --bin gen-json-schemas`"
             );
         }
