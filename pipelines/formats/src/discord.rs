@@ -18,10 +18,9 @@
 
 use avatar_schemas::RecordKind;
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
-use crate::{ErrorKind, FormatError, Item, Parsed};
+use crate::{json::Lenient, ErrorKind, FormatError, Item, Parsed};
 
 /// DiscordChatExporter JSON starts with `guild` and `channel` before `messages`.
 pub fn looks_like(_name: &str, head: &str) -> bool {
@@ -145,45 +144,19 @@ fn utf8<'a>(name: &str, bytes: &'a [u8]) -> Result<&'a str, FormatError> {
 
 /// serde's error classes onto ours: EOF = cut off, syntax = damaged, data = another shape.
 fn json_error(name: &str, e: &serde_json::Error, text: &str) -> FormatError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Eof => FormatError::new(
-            ErrorKind::Truncated,
-            format!(
-                "{name}: the JSON stops early at line {} column {}: the export was cut off; export or copy it again",
-                e.line(),
-                e.column()
-            ),
-        ),
-        Category::Syntax | Category::Io => {
-            FormatError::new(ErrorKind::Malformed, format!("{name}: invalid JSON: {e}"))
-        }
-        Category::Data if !text.trim_start().starts_with('{') => FormatError::new(
-            ErrorKind::Unsupported,
-            format!("{name}: a DiscordChatExporter export is a JSON object (`{{…}}`); this JSON is something else"),
-        ),
-        Category::Data => FormatError::new(
-            ErrorKind::Malformed,
-            format!("{name}: JSON without the layout of a DiscordChatExporter export: {e}"),
-        ),
-    }
+    crate::json::object_error(
+        name,
+        e,
+        text,
+        &crate::json::Expected {
+            cut_off: "the export was cut off; export or copy it again",
+            object: "a DiscordChatExporter export is a JSON object (`{…}`)",
+            layout: "a DiscordChatExporter export",
+        },
+    )
 }
 
 // ---- the JSON shapes -------------------------------------------------------------------
-
-/// One array element read on its own: a message of the wrong shape becomes `Err` (counted
-/// in a warning) instead of failing the whole file. Only one element is held as a `Value`
-/// at a time, so memory stays that of the typed messages.
-struct Lenient<T>(Result<T, String>);
-
-impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        Ok(Lenient(
-            serde_json::from_value(v).map_err(|e| e.to_string()),
-        ))
-    }
-}
 
 #[derive(Deserialize, Default)]
 #[serde(default)]

@@ -25,10 +25,9 @@ use std::collections::HashMap;
 
 use avatar_schemas::RecordKind;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-use crate::{ErrorKind, FormatError, Item, Parsed};
+use crate::{json::Lenient, ErrorKind, FormatError, Item, Parsed};
 
 /// Chat's `creator` + `created_date`, or Hangouts' conversations with `participant_data`.
 pub fn looks_like(name: &str, head: &str) -> bool {
@@ -263,39 +262,19 @@ fn chat_date(s: &str) -> Option<DateTime<Utc>> {
 
 /// serde's error classes onto ours: EOF = cut off, syntax = damaged, data = another shape.
 fn json_error(name: &str, e: &serde_json::Error, text: &str) -> FormatError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Eof => FormatError::new(
-            ErrorKind::Truncated,
-            format!("{name}: the JSON stops early at line {} column {}: the Takeout file was cut off; unpack it again", e.line(), e.column()),
-        ),
-        Category::Syntax | Category::Io => {
-            FormatError::new(ErrorKind::Malformed, format!("{name}: invalid JSON: {e}"))
-        }
-        Category::Data if !text.trim_start().starts_with('{') => FormatError::new(
-            ErrorKind::Unsupported,
-            format!("{name}: a Google Chat or Hangouts file is a JSON object; this JSON is something else"),
-        ),
-        Category::Data => FormatError::new(
-            ErrorKind::Malformed,
-            format!("{name}: JSON without the layout of a Google Chat/Hangouts export: {e}"),
-        ),
-    }
+    crate::json::object_error(
+        name,
+        e,
+        text,
+        &crate::json::Expected {
+            cut_off: "the Takeout file was cut off; unpack it again",
+            object: "a Google Chat or Hangouts file is a JSON object",
+            layout: "a Google Chat/Hangouts export",
+        },
+    )
 }
 
 // ---- the JSON shapes -------------------------------------------------------------------
-
-/// One array element read on its own, so one odd message does not fail the file.
-struct Lenient<T>(Result<T, String>);
-
-impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        Ok(Lenient(
-            serde_json::from_value(v).map_err(|e| e.to_string()),
-        ))
-    }
-}
 
 #[derive(Deserialize, Default)]
 #[serde(default)]

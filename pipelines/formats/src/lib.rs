@@ -22,6 +22,7 @@ pub mod google_chat;
 pub mod html;
 pub mod imessage;
 pub mod irc;
+mod json;
 pub mod linkedin;
 pub mod mattermost;
 pub mod mbox;

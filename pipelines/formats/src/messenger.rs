@@ -24,10 +24,9 @@ use std::borrow::Cow;
 
 use avatar_schemas::RecordKind;
 use chrono::DateTime;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
-use crate::{ErrorKind, FormatError, Item, Parsed};
+use crate::{json::Lenient, ErrorKind, FormatError, Item, Parsed};
 
 /// Meta's keys are distinctive: `sender_name` with `timestamp_ms` (or the E2EE export's
 /// `senderName` with `threadName`).
@@ -159,39 +158,19 @@ fn thread_name(name: &str, export: &Export) -> String {
 
 /// serde's error classes onto ours: EOF = cut off, syntax = damaged, data = another shape.
 fn json_error(name: &str, e: &serde_json::Error, text: &str) -> FormatError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Eof => FormatError::new(
-            ErrorKind::Truncated,
-            format!("{name}: the JSON stops early at line {} column {}: the download was cut off; unpack it again", e.line(), e.column()),
-        ),
-        Category::Syntax | Category::Io => {
-            FormatError::new(ErrorKind::Malformed, format!("{name}: invalid JSON: {e}"))
-        }
-        Category::Data if !text.trim_start().starts_with('{') => FormatError::new(
-            ErrorKind::Unsupported,
-            format!("{name}: a Messenger/Instagram message file is a JSON object; this JSON is something else"),
-        ),
-        Category::Data => FormatError::new(
-            ErrorKind::Malformed,
-            format!("{name}: JSON without the layout of a Messenger/Instagram message file: {e}"),
-        ),
-    }
+    crate::json::object_error(
+        name,
+        e,
+        text,
+        &crate::json::Expected {
+            cut_off: "the download was cut off; unpack it again",
+            object: "a Messenger/Instagram message file is a JSON object",
+            layout: "a Messenger/Instagram message file",
+        },
+    )
 }
 
 // ---- the JSON shapes -------------------------------------------------------------------
-
-/// One array element read on its own, so one odd message does not fail the file.
-struct Lenient<T>(Result<T, String>);
-
-impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        Ok(Lenient(
-            serde_json::from_value(v).map_err(|e| e.to_string()),
-        ))
-    }
-}
 
 #[derive(Deserialize, Default)]
 #[serde(default)]

@@ -23,10 +23,9 @@
 
 use avatar_schemas::RecordKind;
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
-use crate::{ErrorKind, FormatError, Item, Parsed};
+use crate::{json::Lenient, ErrorKind, FormatError, Item, Parsed};
 
 /// Every archive data file starts with `window.YTD.`.
 pub fn looks_like(_name: &str, head: &str) -> bool {
@@ -219,18 +218,6 @@ fn json_error(name: &str, e: &serde_json::Error) -> FormatError {
 }
 
 // ---- the JSON shapes -------------------------------------------------------------------
-
-/// One array element read on its own, so one odd entry does not fail the file.
-struct Lenient<T>(Result<T, String>);
-
-impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        Ok(Lenient(
-            serde_json::from_value(v).map_err(|e| e.to_string()),
-        ))
-    }
-}
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
