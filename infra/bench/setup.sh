@@ -4,11 +4,23 @@
 # already has whatstk, so the bench can call it on every run.
 # `setup.sh embed` also installs torch + sentence-transformers for
 # `cargo bench -p avatar-embed --bench embed` (CPU wheel when its index is reachable, else the
-# PyPI wheel, a multi-GB CUDA build that also runs on the CPU).
+# PyPI wheel, a multi-GB CUDA build that also runs on the CPU). `setup.sh llm` adds peft + gguf
+# for the LoRA training baseline (infra/bench/llm_train_baseline.py).
 set -euo pipefail
 
 VENV="${AVATAR_BENCH_VENV:-$HOME/.cache/avatar/bench-venv}"
 PY="${PYTHON:-python3}"
+
+if [ "${1:-}" = "llm" ]; then
+    "$0" embed
+    if "$VENV/bin/python" -c 'import peft, gguf' >/dev/null 2>&1; then
+        echo "bench venv ready for llm: $VENV" >&2
+        exit 0
+    fi
+    echo "installing peft + gguf into $VENV (once)" >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check peft gguf >&2
+    exit 0
+fi
 
 if [ "${1:-}" = "embed" ]; then
     "$0"

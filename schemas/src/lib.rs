@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+pub mod dataset;
 mod upcast;
+pub use dataset::{SftExample, SftKind, SftMessage, SftRole, SftSplit};
 pub use upcast::{upcast, UpcastError};
 
 /// Current schema version of every payload kind. Bump the kind's number and add an
@@ -56,6 +58,8 @@ pub enum Payload {
     Forget(Forget),
     #[serde(rename = "identity.aliases")]
     AliasesLinked(AliasesLinked),
+    #[serde(rename = "train.results")]
+    TrainResult(TrainResult),
 }
 
 impl Payload {
@@ -70,6 +74,7 @@ impl Payload {
             Payload::DeadLetter(_) => "deadletter",
             Payload::Forget(_) => "control.forget",
             Payload::AliasesLinked(_) => "identity.aliases",
+            Payload::TrainResult(_) => "train.results",
         }
     }
 
@@ -123,7 +128,10 @@ impl Envelope {
                 self.avatar,
                 d.artifact.as_deref().unwrap_or(&self.id.to_string())
             )),
-            Payload::Memory(_) | Payload::Forget(_) | Payload::AliasesLinked(_) => None,
+            Payload::Memory(_)
+            | Payload::Forget(_)
+            | Payload::AliasesLinked(_)
+            | Payload::TrainResult(_) => None,
         }
     }
 
@@ -234,6 +242,25 @@ pub fn record_id(artifact_sha256: &str, ordinal: u32) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
+/// A training run of one of the avatar's models ended (finished or stopped with a checkpoint).
+/// Derived, not input: replay does not copy it; a rebuilt data directory retrains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TrainResult {
+    /// Which model: `llm` (the personal language model) or `voice`.
+    pub model: String,
+    /// The base model it was trained from (path or Hugging Face id).
+    pub base: String,
+    /// Optimiser steps done in total (resumed ones included).
+    pub steps: u32,
+    pub final_loss: Option<f64>,
+    /// sha256 of the training examples: another hash later means the model is stale.
+    pub dataset_sha256: String,
+    /// Where the adapter was written, relative to the data directory.
+    pub output: String,
+    /// True when the run was stopped early (a checkpoint was kept to resume from).
+    pub interrupted: bool,
+}
+
 /// A memory added by hand by the person or their family/colleagues.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MemoryAdded {
@@ -303,6 +330,8 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("dead_letter.json", s::<DeadLetter>()),
         ("forget.json", s::<Forget>()),
         ("aliases_linked.json", s::<AliasesLinked>()),
+        ("train_result.json", s::<TrainResult>()),
+        ("sft_example.json", s::<SftExample>()),
     ]
 }
 
@@ -386,7 +415,7 @@ mod tests {
                 n += 1;
             }
         }
-        assert!(n >= 8, "expected a fixture per payload kind, found {n}");
+        assert!(n >= 9, "expected a fixture per payload kind, found {n}");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! One function per command. They print for people by default and JSON with `--json`.
 
 use crate::app::{default_data_dir, App};
-use crate::{Cli, Command, EvalCommand, IdentityCommand, MemoryCommand};
+use crate::{
+    Cli, Command, DatasetCommand, EvalCommand, IdentityCommand, MemoryCommand, TrainCommand,
+};
 use anyhow::{bail, Context, Result};
 use avatar_runtime::{BlobStore, EventLog, RecordStore, SearchIndex};
 use avatar_schemas::{AvatarCreated, Envelope, Payload, Record, RecordKind};
@@ -45,6 +47,55 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval {
             command: EvalCommand::Retrieval { queries, k, json },
         } => eval_retrieval(&ctx, queries, k, json),
+        Command::Eval {
+            command:
+                EvalCommand::Llm {
+                    samples,
+                    base,
+                    json,
+                },
+        } => crate::llm::eval_llm(&ctx, base.as_deref(), samples, json),
+        Command::Dataset { command } => match command {
+            DatasetCommand::Build { base, json } => {
+                crate::llm::dataset_build(&ctx, base.as_deref(), json)
+            }
+            DatasetCommand::Show { json, split, limit } => {
+                crate::llm::dataset_show(&ctx, json, split, limit)
+            }
+        },
+        Command::Train {
+            command:
+                TrainCommand::Llm {
+                    steps,
+                    base,
+                    rank,
+                    lr,
+                    seq_len,
+                    batch,
+                    grad_accum,
+                    seed,
+                    checkpoint_every,
+                    fresh,
+                    json,
+                },
+        } => crate::llm::train_llm(
+            &ctx,
+            &crate::llm::TrainArgs {
+                steps,
+                base,
+                rank,
+                learning_rate: lr,
+                seq_len,
+                batch_size: batch,
+                grad_accum,
+                seed,
+                checkpoint_every,
+                fresh,
+                json,
+            },
+        ),
+        Command::Ask { question, opts } => crate::llm::ask(&ctx, &question, &ask_args(opts)),
+        Command::Chat { opts } => crate::llm::chat(&ctx, &ask_args(opts)),
         Command::Memory { command } => match command {
             MemoryCommand::Add { text, title, by } => memory_add(&ctx, &text, title, by),
             MemoryCommand::List { json } => memory_list(&ctx, json),
@@ -59,6 +110,16 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         },
         Command::Demo { keep } => crate::demo::run(keep, cli.quiet),
+    }
+}
+
+fn ask_args(o: crate::AskOpts) -> crate::llm::AskArgs {
+    crate::llm::AskArgs {
+        k: o.k,
+        max_tokens: o.max_tokens,
+        temperature: o.temperature,
+        base: o.base,
+        json: o.json,
     }
 }
 

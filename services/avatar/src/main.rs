@@ -4,6 +4,7 @@
 mod app;
 mod commands;
 mod demo;
+mod llm;
 mod semantic;
 
 use clap::{Parser, Subcommand};
@@ -142,11 +143,120 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The personal model's training data: conversations built from the records.
+    ///
+    /// `avatar dataset build` writes DIR/datasets/<avatar>/sft.parquet; `avatar dataset show --json`
+    /// prints one example per line: {"id", "split", "messages": [{"role", "content"}], …}.
+    Dataset {
+        #[command(subcommand)]
+        command: DatasetCommand,
+    },
+    /// Train the avatar's models (`avatar train llm`).
+    Train {
+        #[command(subcommand)]
+        command: TrainCommand,
+    },
+    /// Ask the avatar one question; it answers as the person, grounded in their records.
+    ///
+    /// Example: avatar ask "What did you think of the Analytical Engine?" --json
+    /// Uses the finetuned model when `avatar train llm` has run, else the base model (with a note).
+    Ask {
+        question: String,
+        #[command(flatten)]
+        opts: AskOpts,
+    },
+    /// Talk with the avatar in the terminal (empty line or Ctrl-D ends).
+    Chat {
+        #[command(flatten)]
+        opts: AskOpts,
+    },
     /// The main job end to end on samples shipped with Avatar: init, ingest, search, replay.
     Demo {
         /// Keep the demo's data directory here instead of a temporary one.
         #[arg(long)]
         keep: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AskOpts {
+    /// Print {"answer", "citations": [{"record", …}]} instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+    /// Records retrieved as context (0 turns retrieval off).
+    #[arg(short = 'k', long, default_value_t = 4)]
+    pub k: usize,
+    /// Longest answer, in tokens.
+    #[arg(long, default_value_t = 200)]
+    pub max_tokens: usize,
+    /// Sampling temperature (0 = greedy, deterministic).
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f64,
+    /// Base model: a GGUF file, a Hugging Face folder, or a model id (needs the `hub` feature).
+    /// Default: SmolLM2-135M-Instruct from `infra/fetch-models.sh smollm2`.
+    #[arg(long)]
+    pub base: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DatasetCommand {
+    /// Build the training conversations from the records and write them as Parquet.
+    Build {
+        /// Base model whose tokenizer counts the token budgets (default: the demo model when installed).
+        #[arg(long)]
+        base: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the training conversations.
+    Show {
+        #[arg(long)]
+        json: bool,
+        /// Only `train` or `heldout` examples.
+        #[arg(long)]
+        split: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrainCommand {
+    /// Finetune the personal language model (LoRA on every projection of the base model).
+    ///
+    /// Resumable: a killed run continues from its last checkpoint when started again with the
+    /// same settings. Example: avatar train llm --steps 60
+    Llm {
+        /// Optimiser steps.
+        #[arg(long, default_value_t = 60)]
+        steps: usize,
+        /// Base model: GGUF file, Hugging Face folder, or model id (with the `hub` feature).
+        #[arg(long)]
+        base: Option<String>,
+        /// LoRA rank (alpha = 2 × rank).
+        #[arg(long, default_value_t = 16)]
+        rank: usize,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Tokens per packed training row.
+        #[arg(long, default_value_t = 256)]
+        seq_len: usize,
+        /// Rows per micro-batch.
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// Micro-batches per optimiser step.
+        #[arg(long, default_value_t = 1)]
+        grad_accum: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Save a checkpoint every N steps.
+        #[arg(long, default_value_t = 10)]
+        checkpoint_every: usize,
+        /// Ignore an existing checkpoint and start over.
+        #[arg(long)]
+        fresh: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -159,6 +269,16 @@ pub enum EvalCommand {
         queries: Option<PathBuf>,
         #[arg(short = 'k', long, default_value_t = 10)]
         k: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Base against finetuned: held-out perplexity, style statistics, sample replies.
+    Llm {
+        /// Conversations to generate sample replies for.
+        #[arg(long, default_value_t = 6)]
+        samples: usize,
+        #[arg(long)]
+        base: Option<String>,
         #[arg(long)]
         json: bool,
     },

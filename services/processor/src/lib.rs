@@ -439,7 +439,9 @@ impl Processor<'_> {
                             }
                         }
                     }
-                    Payload::ArtifactReceived(_) | Payload::DeadLetter(_) => {}
+                    Payload::ArtifactReceived(_)
+                    | Payload::DeadLetter(_)
+                    | Payload::TrainResult(_) => {}
                 }
             }
             self.index.apply(batch_next, &upserts, &deletes)?;
