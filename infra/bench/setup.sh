@@ -5,11 +5,28 @@
 # `setup.sh embed` also installs torch + sentence-transformers for
 # `cargo bench -p avatar-embed --bench embed` (CPU wheel when its index is reachable, else the
 # PyPI wheel, a multi-GB CUDA build that also runs on the CPU). `setup.sh llm` adds peft + gguf
-# for the LoRA training baseline (infra/bench/llm_train_baseline.py).
+# for the LoRA training baseline (infra/bench/llm_train_baseline.py). `setup.sh llm-gen` builds
+# llama-cpp-python for the generation baseline (infra/bench/llm_generate_baseline.py).
 set -euo pipefail
 
 VENV="${AVATAR_BENCH_VENV:-$HOME/.cache/avatar/bench-venv}"
 PY="${PYTHON:-python3}"
+
+if [ "${1:-}" = "llm-gen" ]; then
+    # llama-cpp-python for the generation baseline (infra/bench/llm_generate_baseline.py).
+    # pip compiles llama.cpp from source (~10 CPU-minutes): niced and on one core, because
+    # this usually runs on a shared machine while others benchmark.
+    "$0"
+    if "$VENV/bin/python" -c 'import llama_cpp' >/dev/null 2>&1; then
+        echo "bench venv ready for llm-gen: $VENV" >&2
+        exit 0
+    fi
+    echo "building llama-cpp-python into $VENV (once, ~10 CPU-minutes)" >&2
+    CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-1}" nice -n 19 \
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        'llama-cpp-python==0.3.36' >&2
+    exit 0
+fi
 
 if [ "${1:-}" = "llm" ]; then
     "$0" embed

@@ -15,6 +15,7 @@ pub mod chat;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod generate;
 pub mod load;
 pub mod lora;

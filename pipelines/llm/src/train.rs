@@ -19,6 +19,14 @@ use std::time::Instant;
 pub trait TrainableModel {
     /// `ids`: `[batch, seq]` u32 → logits `[batch, seq, vocab]` (f32).
     fn forward_train(&self, ids: &Tensor) -> Result<Tensor>;
+
+    /// Mean next-token loss over the masked targets of `ids` and their number, as
+    /// [`masked_loss`] computes it from [`TrainableModel::forward_train`]'s logits (the
+    /// default). Models override it to skip work that the loss does not need.
+    fn loss(&self, ids: &Tensor, mask: &Tensor) -> Result<(Tensor, usize)> {
+        let logits = self.forward_train(ids)?;
+        masked_loss(&logits, ids, mask)
+    }
 }
 
 impl TrainableModel for crate::model::Llama {
@@ -200,8 +208,7 @@ pub fn perplexity<M: TrainableModel>(
     for chunk in rows.chunks(batch_size.max(1)) {
         let refs: Vec<&Packed> = chunk.iter().collect();
         let (ids, mask) = batch_tensors(&refs, device)?;
-        let logits = model.forward_train(&ids)?.detach();
-        let (loss, n) = masked_loss(&logits, &ids, &mask)?;
+        let (loss, n) = model.loss(&ids, &mask)?;
         nll += loss.to_scalar::<f32>()? as f64 * n as f64;
         count += n;
     }
@@ -413,8 +420,7 @@ pub fn train<M: TrainableModel>(
                 .map(|&i| &rows[i])
                 .collect();
             let (ids, mask) = batch_tensors(&picked, device)?;
-            let logits = model.forward_train(&ids)?;
-            let (loss, n) = masked_loss(&logits, &ids, &mask)?;
+            let (loss, n) = model.loss(&ids, &mask)?;
             tokens_done += n;
             let loss = (loss / accum as f64)?;
             loss_sum += loss.to_scalar::<f32>()? as f64;

@@ -657,6 +657,21 @@ pub fn replay(ctx: &Ctx, into: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The personal model's card (what it was trained on, how far), or null before `train llm`.
+fn llm_card(data: &Path, avatar: &str) -> serde_json::Value {
+    let p = crate::llm::model_dir(data, avatar).join(avatar_trainer::job::CARD_FILE);
+    std::fs::read(p)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .map(|c| {
+            json!({
+                "base": c["base"], "steps": c["steps"], "final_loss": c["final_loss"],
+                "trained_at": c["trained_at"], "dataset_sha256": c["dataset_sha256"],
+            })
+        })
+        .unwrap_or(serde_json::Value::Null)
+}
+
 pub fn status_json(app: &App) -> Result<serde_json::Value> {
     let mut avatars = Vec::new();
     for a in app.avatars()? {
@@ -675,6 +690,7 @@ pub fn status_json(app: &App) -> Result<serde_json::Value> {
             "records_by_person": mine,
             "records_by_format": by_format,
             "dataset": app.dataset_path(&a.avatar_id),
+            "llm": llm_card(&app.dir, &a.avatar_id),
         }));
     }
     let dead: Vec<serde_json::Value> = app

@@ -1,0 +1,162 @@
+//! The personal model end to end on the demo corpus with the real base model (SmolLM2-135M,
+//! fetched by `infra/fetch-models.sh smollm2`; CI fetches it, elsewhere these tests skip):
+//! dataset → training (resumed) → PEFT adapter → evaluation → a grounded answer with citations.
+//! Sizes are kept small (short rows, few steps) so this runs in about a minute.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+fn base_model() -> Option<PathBuf> {
+    let base = std::env::var_os("AVATAR_MODELS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/avatar/models"))
+        })?;
+    let p = base.join("SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!("skipping: no base model; run infra/fetch-models.sh smollm2");
+        None
+    }
+}
+
+fn demo_data(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    init_ada(&data);
+    ok(&data, &["ingest", samples().to_str().unwrap()]);
+    data
+}
+
+#[test]
+fn dataset_is_built_from_the_records_and_rebuilt_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = demo_data(dir.path());
+    ok(&data, &["dataset", "build"]);
+    let path = data.join("datasets/ada-lovelace/sft.parquet");
+    let first = std::fs::read(&path).unwrap();
+    let lines = json_lines(&ok(&data, &["dataset", "show", "--json"]));
+    assert!(lines.len() >= 30, "only {} examples", lines.len());
+    for l in &lines {
+        assert!(l["id"].is_string());
+        assert!(l["split"] == "train" || l["split"] == "heldout", "{l}");
+        let msgs = l["messages"].as_array().unwrap();
+        assert_eq!(msgs.last().unwrap()["role"], "assistant", "{l}");
+    }
+    assert!(lines.iter().any(|l| l["split"] == "heldout"));
+    // A chat reply by Ada with Charles's message before it.
+    assert!(lines.iter().any(|l| {
+        let m = l["messages"].as_array().unwrap();
+        m.len() >= 2 && m[m.len() - 2]["role"] == "user"
+    }));
+    ok(&data, &["dataset", "build"]);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        first,
+        "rebuild changed the bytes"
+    );
+    let held = json_lines(&ok(
+        &data,
+        &["dataset", "show", "--json", "--split", "heldout"],
+    ));
+    assert!(held.iter().all(|l| l["split"] == "heldout"));
+}
+
+#[test]
+fn train_resume_evaluate_and_answer_with_the_real_base_model() {
+    if base_model().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = demo_data(dir.path());
+    let small = [
+        "--seq-len",
+        "96",
+        "--batch",
+        "2",
+        "--rank",
+        "4",
+        "--lr",
+        "2e-3",
+        "--checkpoint-every",
+        "1",
+    ];
+    let mut args = vec!["train", "llm", "--steps", "2", "--json"];
+    args.extend(small);
+    let first: serde_json::Value = serde_json::from_str(stdout(&ok(&data, &args)).trim()).unwrap();
+    assert_eq!(first["card"]["steps"], 2);
+    // Asking for more steps with the same settings resumes instead of starting over.
+    let mut args = vec!["train", "llm", "--steps", "4", "--json"];
+    args.extend(small);
+    let second: serde_json::Value = serde_json::from_str(stdout(&ok(&data, &args)).trim()).unwrap();
+    assert_eq!(second["resumed_from"], 2);
+    assert_eq!(second["losses"].as_array().unwrap().len(), 4);
+    assert_eq!(second["losses"][0], first["losses"][0]);
+
+    let adapter = data.join("models/ada-lovelace/llm/adapter");
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(adapter.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["peft_type"], "LORA");
+    assert_eq!(cfg["r"], 4);
+    assert!(adapter.join("adapter_model.safetensors").is_file());
+    // The run is in the log.
+    let status = stdout(&ok(&data, &["status", "--json"]));
+    assert!(status.contains("train.results"), "{status}");
+
+    let eval: serde_json::Value = serde_json::from_str(
+        stdout(&ok(&data, &["eval", "llm", "--json", "--samples", "1"])).trim(),
+    )
+    .unwrap();
+    let (b, f) = (
+        eval["base"]["perplexity"].as_f64().unwrap(),
+        eval["finetuned"]["perplexity"].as_f64().unwrap(),
+    );
+    assert!(
+        b.is_finite() && f.is_finite() && b > 1.0 && f > 1.0,
+        "{eval}"
+    );
+    assert_ne!(b, f, "the adapter changed nothing");
+    assert!(eval["style"]["finetuned"]["vocabulary_overlap"].is_number());
+    assert_eq!(eval["samples"].as_array().unwrap().len(), 1);
+
+    let ans: serde_json::Value = serde_json::from_str(
+        stdout(&ok(
+            &data,
+            &[
+                "ask",
+                "What did you write about the Analytical Engine?",
+                "--json",
+                "--temperature",
+                "0",
+                "--max-tokens",
+                "12",
+            ],
+        ))
+        .trim(),
+    )
+    .unwrap();
+    assert!(!ans["answer"].as_str().unwrap().is_empty(), "{ans}");
+    assert_eq!(ans["finetuned"], true);
+    let cites = ans["citations"].as_array().unwrap();
+    assert!(!cites.is_empty(), "{ans}");
+    assert!(cites
+        .iter()
+        .all(|c| c["record"].as_str().is_some_and(|r| r.len() == 32)));
+}
+
+#[test]
+fn ask_without_a_base_model_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = demo_data(dir.path());
+    let out = cmd(&data)
+        .env("AVATAR_MODELS", dir.path().join("nothing-here"))
+        .args(["ask", "hello"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_no_panic(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("infra/fetch-models.sh smollm2"), "{err}");
+}
