@@ -197,7 +197,7 @@ fn avatars_do_not_see_each_other() {
 fn demo_runs_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(bin())
-        .args(["--quiet", "demo", "--keep"])
+        .args(["--quiet", "demo", "--train-steps", "1", "--keep"])
         .arg(tmp.path().join("d"))
         .output()
         .unwrap();

@@ -109,7 +109,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 identity_link(&ctx, &aliases, person)
             }
         },
-        Command::Demo { keep } => crate::demo::run(keep, cli.quiet),
+        Command::Demo { keep, train_steps } => crate::demo::run(keep, cli.quiet, train_steps),
     }
 }
 

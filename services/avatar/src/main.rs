@@ -175,6 +175,9 @@ pub enum Command {
         /// Keep the demo's data directory here instead of a temporary one.
         #[arg(long)]
         keep: Option<PathBuf>,
+        /// LoRA steps for the demo's personal model (0 skips the model part).
+        #[arg(long, default_value_t = 30)]
+        train_steps: usize,
     },
 }
 
