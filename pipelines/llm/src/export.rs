@@ -197,7 +197,10 @@ fn tokenizer_files(cfg: &LlamaConfig, base: &ExportBase) -> Result<Vec<(String, 
                     files.push((name.to_string(), std::fs::read(&p)?));
                 }
             }
-            if !files.iter().any(|(n, _)| n == "tokenizer.json" || n == "tokenizer.model") {
+            if !files
+                .iter()
+                .any(|(n, _)| n == "tokenizer.json" || n == "tokenizer.model")
+            {
                 return Err(LlmError::Tokenizer(format!(
                     "{}: no tokenizer.json or tokenizer.model to copy",
                     src.display()
@@ -240,10 +243,13 @@ fn tokenizer_files(cfg: &LlamaConfig, base: &ExportBase) -> Result<Vec<(String, 
 /// and the chat template, which is what transformers' `PreTrainedTokenizerFast` and
 /// [`crate::chat::ChatTemplate::from_tokenizer_config`] read.
 fn tokenizer_config_from_gguf(cfg: &LlamaConfig, meta: &GgufMeta) -> serde_json::Value {
-    let tokens = meta.get_str_array("tokenizer.ggml.tokens").unwrap_or_default();
+    let tokens = meta
+        .get_str_array("tokenizer.ggml.tokens")
+        .unwrap_or_default();
     let special = crate::tokenizer::SpecialTokens::from_gguf(&meta.metadata);
     let text = |id: Option<u32>| -> Option<String> {
-        id.and_then(|i| tokens.get(i as usize)).map(|s| s.to_string())
+        id.and_then(|i| tokens.get(i as usize))
+            .map(|s| s.to_string())
     };
     let mut tc = serde_json::Map::new();
     tc.insert(
@@ -356,7 +362,10 @@ fn gguf_tensors(
         out.push((gg, q));
     }
     if let Some(f) = rope_freqs {
-        out.push((ROPE_FREQS.to_string(), QTensor::quantize(&f, GgmlDType::F32)?));
+        out.push((
+            ROPE_FREQS.to_string(),
+            QTensor::quantize(&f, GgmlDType::F32)?,
+        ));
     }
     out.sort_by_key(|(n, _)| tensor_order(n));
     Ok(out)
@@ -419,7 +428,9 @@ fn gguf_metadata(
     match base {
         ExportBase::Gguf(meta) => {
             for (k, v) in &meta.metadata {
-                if k == "general.file_type" || k == "general.alignment" || k.starts_with("quantize.")
+                if k == "general.file_type"
+                    || k == "general.alignment"
+                    || k.starts_with("quantize.")
                 {
                     continue;
                 }
@@ -677,7 +688,11 @@ fn pre_tokenizer_name(json: &serde_json::Value) -> Result<&'static str> {
             serde_json::Value::Object(o) => {
                 match o.get("type").and_then(|t| t.as_str()) {
                     Some("Split") => {
-                        if let Some(r) = o.pointer("/pattern/Regex").and_then(|r| r.as_str()) {
+                        if let Some(r) = o
+                            .get("pattern")
+                            .and_then(|p| p.get("Regex"))
+                            .and_then(|r| r.as_str())
+                        {
                             regexes.push(r);
                         }
                     }
@@ -709,7 +724,7 @@ fn pre_tokenizer_name(json: &serde_json::Value) -> Result<&'static str> {
     }
     let gpt2 = byte_level_regex || any(r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+");
     if gpt2 {
-        let digits = digits_individual || regexes.iter().any(|r| *r == r"\p{N}");
+        let digits = digits_individual || regexes.contains(&r"\p{N}");
         return Ok(if digits { "smollm" } else { "gpt2" });
     }
     Err(LlmError::Tokenizer(
@@ -717,4 +732,486 @@ fn pre_tokenizer_name(json: &serde_json::Value) -> Result<&'static str> {
          smollm, llama-bpe, qwen2)"
             .into(),
     ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::load::{load_gguf, load_model};
+    use crate::lora::{LoraConfig, SplitMix64};
+    use candle_core::quantized::gguf_file::Content;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    /// A tiny model with a LoRA on every projection whose B is random (a fresh adapter has
+    /// B = 0 and would make "merged == base" pass trivially).
+    fn tiny_lora_model() -> (LlamaConfig, Llama) {
+        let cfg = LlamaConfig::tiny();
+        let w = crate::model::random_weights(&cfg, 7).unwrap();
+        let lora = LoraConfig {
+            r: 4,
+            alpha: 8.0,
+            ..LoraConfig::default()
+        };
+        let varmap = VarMap::new();
+        let model = Llama::new(&cfg, &w, Some(&lora), &varmap, 11).unwrap();
+        for (name, var) in varmap.data().lock().unwrap().iter() {
+            if name.contains("lora_B") {
+                let mut rng = SplitMix64::for_name(5, name);
+                let n = var.elem_count();
+                let v: Vec<f32> = (0..n).map(|_| rng.uniform(0.5)).collect();
+                var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+            }
+        }
+        (cfg, model)
+    }
+
+    fn logits(model: &Llama) -> Tensor {
+        let ids = Tensor::new(&[[1u32, 5, 9, 17, 33, 63, 2, 40]], &Device::Cpu).unwrap();
+        model.forward(&ids, 0, None).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    fn reload(path: &Path) -> (LlamaConfig, Llama) {
+        let loaded = load_model(path, &Device::Cpu).unwrap();
+        let m = Llama::new(&loaded.config, &loaded.weights, None, &VarMap::new(), 0).unwrap();
+        (loaded.config, m)
+    }
+
+    #[test]
+    fn names_invert_the_loader() {
+        let cfg = LlamaConfig::tiny();
+        let w = crate::model::random_weights(&cfg, 1).unwrap();
+        for name in w.names().into_iter().chain(["lm_head.weight"]) {
+            let gg = hf_to_gguf_name(name).unwrap();
+            assert_eq!(
+                crate::load::gguf_to_hf_name(&gg).as_deref(),
+                Some(name),
+                "{name} -> {gg}"
+            );
+        }
+        assert_eq!(
+            hf_to_gguf_name("model.layers.3.self_attn.q_proj.bias").as_deref(),
+            Some("blk.3.attn_q.bias")
+        );
+        assert_eq!(
+            hf_to_gguf_name("model.layers.0.self_attn.rotary.inv_freq"),
+            None
+        );
+        assert_eq!(hf_to_gguf_name("vision.patch.weight"), None);
+    }
+
+    #[test]
+    fn permute_is_inverted_by_the_loader() {
+        let w = Tensor::arange(0f32, 48.0, &Device::Cpu)
+            .unwrap()
+            .reshape((12, 4))
+            .unwrap();
+        let p = permute_qk(&w, 3).unwrap();
+        // Head 0 holds HF rows 0..4 = [r0 r1 | r2 r3]; interleaved: r0 r2 r1 r3.
+        let row1: Vec<f32> = p.get(1).unwrap().to_vec1().unwrap();
+        assert_eq!(row1, vec![8.0, 9.0, 10.0, 11.0]);
+        let back = crate::load::unpermute_qk(&p, 3).unwrap();
+        assert_eq!(max_diff(&back, &w), 0.0);
+        assert!(permute_qk(&w, 5).is_err());
+    }
+
+    #[test]
+    fn merged_safetensors_give_the_lora_logits() {
+        let (cfg, model) = tiny_lora_model();
+        let want = logits(&model);
+        let base_only = {
+            let w = crate::model::random_weights(&cfg, 7).unwrap();
+            Llama::new(&cfg, &w, None, &VarMap::new(), 0).unwrap()
+        };
+        assert!(
+            max_diff(&logits(&base_only), &want) > 1e-2,
+            "the adapter must change the logits, or this test proves nothing"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("merged");
+        export_merged_safetensors(&model, &out, &ExportBase::None).unwrap();
+        let (cfg2, back) = reload(&out);
+        assert_eq!(cfg2, cfg);
+        let d = max_diff(&logits(&back), &want);
+        assert!(d < 1e-4, "merged safetensors differ by {d}");
+    }
+
+    #[test]
+    fn gguf_base_tokenizer_is_written_for_transformers() {
+        let (_, model) = tiny_lora_model();
+        let mut metadata = crate::tokenizer::tiny_gguf_metadata(&[("h", "i"), ("Ġ", "t")]);
+        metadata.insert(
+            "tokenizer.chat_template".into(),
+            Value::String(crate::chat::CHATML_TEMPLATE.into()),
+        );
+        let meta = GgufMeta { metadata };
+        let dir = tempfile::tempdir().unwrap();
+        export_merged_safetensors(&model, dir.path(), &ExportBase::Gguf(&meta)).unwrap();
+        let tok = crate::tokenizer::load_tokenizer_json(dir.path().join("tokenizer.json")).unwrap();
+        let orig = crate::tokenizer::tokenizer_from_gguf(&meta.metadata).unwrap();
+        let text = "<|im_start|>user\nhi there<|im_end|>";
+        let a = crate::tokenizer::encode(&tok, text, true).unwrap();
+        assert_eq!(a, crate::tokenizer::encode(&orig, text, true).unwrap());
+        assert_eq!(a[0], 1, "<|im_start|> stays one special id");
+        let tmpl = crate::chat::ChatTemplate::from_tokenizer_config_file(
+            dir.path().join("tokenizer_config.json"),
+        )
+        .unwrap();
+        assert_eq!(tmpl.source(), crate::chat::CHATML_TEMPLATE);
+        assert_eq!(tmpl.eos_token(), "<|im_end|>");
+        let gen: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("generation_config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(gen["eos_token_id"], 2);
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(cfg["architectures"][0], "LlamaForCausalLM");
+    }
+
+    #[test]
+    fn f32_gguf_round_trips_through_the_loader() {
+        let (cfg, model) = tiny_lora_model();
+        let want = logits(&model);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        export_gguf(&model, &ExportBase::None, &path, GgufDType::F32).unwrap();
+
+        // The file holds llama.cpp's layout: q rows permuted (checked against the permutation
+        // written out independently here), no output.weight for tied embeddings.
+        let mut f = File::open(&path).unwrap();
+        let content = Content::read(&mut f).unwrap();
+        assert!(!content.tensor_infos.contains_key("output.weight"));
+        let q = content
+            .tensor(&mut f, "blk.0.attn_q.weight", &Device::Cpu)
+            .unwrap()
+            .dequantize(&Device::Cpu)
+            .unwrap();
+        let hf = model.merged_weights().unwrap();
+        let hf_q = hf.get("model.layers.0.self_attn.q_proj.weight").unwrap();
+        let hd = cfg.head_dim();
+        // Row 1 of head 0 in GGUF is HF row hd/2 (first of the second half).
+        assert_eq!(
+            max_diff(&q.get(1).unwrap(), &hf_q.get(hd / 2).unwrap()),
+            0.0
+        );
+        assert!(max_diff(&q, hf_q) > 0.0);
+        assert!(matches!(
+            content.metadata.get("general.file_type"),
+            Some(Value::U32(0))
+        ));
+
+        let (cfg2, back) = reload(&path);
+        assert_eq!(cfg2.num_kv_heads(), 2);
+        assert!(cfg2.tie_word_embeddings);
+        let d = max_diff(&logits(&back), &want);
+        assert!(d < 1e-4, "F32 GGUF differs by {d}");
+        // load_gguf directly too: the same weights as the merged model.
+        let (_, w, _) = load_gguf(&path, &Device::Cpu).unwrap();
+        assert_eq!(w.len(), hf.len());
+    }
+
+    #[test]
+    fn q8_0_gguf_loads_and_is_close() {
+        let (_, model) = tiny_lora_model();
+        let want = logits(&model);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        export_gguf(&model, &ExportBase::None, &path, GgufDType::Q8_0).unwrap();
+        let mut f = File::open(&path).unwrap();
+        let content = Content::read(&mut f).unwrap();
+        let ty = |n: &str| content.tensor_infos.get(n).unwrap().ggml_dtype;
+        assert_eq!(ty("blk.0.attn_q.weight"), GgmlDType::Q8_0);
+        // down_proj rows are 48 wide, not whole 32-blocks: f16 fallback; norms stay f32.
+        assert_eq!(ty("blk.0.ffn_down.weight"), GgmlDType::F16);
+        assert_eq!(ty("blk.0.attn_norm.weight"), GgmlDType::F32);
+        assert!(matches!(
+            content.metadata.get("general.file_type"),
+            Some(Value::U32(7))
+        ));
+        let (_, back) = reload(&path);
+        let got = logits(&back);
+        let d = max_diff(&got, &want);
+        let scale = max_diff(&want, &want.zeros_like().unwrap());
+        // Q8_0 keeps ~1/256 of each block's range: the logits move by a few per cent at most.
+        assert!(
+            d > 0.0 && d < 0.03 * scale,
+            "Q8_0 logits differ by {d} (max |logit| {scale})"
+        );
+        let am = |t: &Tensor| {
+            t.argmax(candle_core::D::Minus1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<u32>()
+                .unwrap()
+        };
+        assert_eq!(am(&got), am(&want), "same greedy choices");
+    }
+
+    #[test]
+    fn gguf_base_metadata_is_copied_and_file_type_replaced() {
+        let (_, model) = tiny_lora_model();
+        let mut metadata = crate::tokenizer::tiny_gguf_metadata(&[("h", "i")]);
+        metadata.insert("general.architecture".into(), Value::String("llama".into()));
+        metadata.insert("general.name".into(), Value::String("Tiny base".into()));
+        metadata.insert("general.file_type".into(), Value::U32(3));
+        metadata.insert("general.alignment".into(), Value::U32(64));
+        metadata.insert("llama.context_length".into(), Value::U32(128));
+        metadata.insert("quantize.imatrix.file".into(), Value::String("x".into()));
+        let meta = GgufMeta { metadata };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        export_gguf(&model, &ExportBase::Gguf(&meta), &path, GgufDType::F16).unwrap();
+        let loaded = load_model(&path, &Device::Cpu).unwrap();
+        let g = loaded.gguf.unwrap();
+        assert_eq!(g.get_str("general.name"), Some("Tiny base"));
+        assert_eq!(g.get_u64("general.file_type"), Some(1));
+        assert!(g.get("general.alignment").is_none());
+        assert!(g.get("quantize.imatrix.file").is_none());
+        assert_eq!(
+            g.get_str_array("tokenizer.ggml.tokens"),
+            meta.get_str_array("tokenizer.ggml.tokens")
+        );
+        // vocab_size written from the config wins over the (larger) token list.
+        assert_eq!(loaded.config.vocab_size, 64);
+    }
+
+    #[test]
+    fn tokenizer_json_converts_back_to_gguf_keys() {
+        let meta = crate::tokenizer::tiny_gguf_metadata(&[("h", "i"), ("Ġ", "t"), ("Ġt", "h")]);
+        let tok = crate::tokenizer::tokenizer_from_gguf(&meta).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&tok.to_string(false).unwrap()).unwrap();
+        let keys: HashMap<String, Value> = tokenizer_json_to_gguf(&json, 300)
+            .unwrap()
+            .into_iter()
+            .collect();
+        let back = GgufMeta {
+            metadata: keys.clone(),
+        };
+        assert_eq!(back.get_str("tokenizer.ggml.pre"), Some("smollm"));
+        let tokens = back.get_str_array("tokenizer.ggml.tokens").unwrap();
+        assert_eq!(tokens.len(), 300, "padded to the vocabulary size");
+        assert_eq!(tokens[299], "[PAD299]");
+        let orig = GgufMeta {
+            metadata: meta.clone(),
+        };
+        let n = orig.get_str_array("tokenizer.ggml.tokens").unwrap().len();
+        assert_eq!(
+            &tokens[..n],
+            &orig.get_str_array("tokenizer.ggml.tokens").unwrap()[..]
+        );
+        assert_eq!(
+            back.get_str_array("tokenizer.ggml.merges"),
+            orig.get_str_array("tokenizer.ggml.merges")
+        );
+        match keys.get("tokenizer.ggml.token_type") {
+            Some(Value::Array(t)) => {
+                assert!(matches!(t[1], Value::I32(3)), "<|im_start|> is control");
+                assert!(matches!(t[5], Value::I32(1)));
+            }
+            other => panic!("token_type: {other:?}"),
+        }
+        let rebuilt = crate::tokenizer::tokenizer_from_gguf(&keys).unwrap();
+        let text = "<|im_start|>hi there 42";
+        assert_eq!(
+            crate::tokenizer::encode(&rebuilt, text, false).unwrap(),
+            crate::tokenizer::encode(&tok, text, false).unwrap()
+        );
+        let wordpiece = serde_json::json!({"model": {"type": "WordPiece"}});
+        assert!(tokenizer_json_to_gguf(&wordpiece, 10).is_err());
+    }
+
+    #[test]
+    fn pre_tokenizer_names_from_hf_layouts() {
+        let hf_smollm = serde_json::json!({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]}});
+        assert_eq!(pre_tokenizer_name(&hf_smollm).unwrap(), "smollm");
+        let gpt2 = serde_json::json!({"pre_tokenizer": {"type": "ByteLevel", "use_regex": true}});
+        assert_eq!(pre_tokenizer_name(&gpt2).unwrap(), "gpt2");
+        let llama3 = serde_json::json!({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"}},
+            {"type": "ByteLevel", "use_regex": false}]}});
+        assert_eq!(pre_tokenizer_name(&llama3).unwrap(), "llama-bpe");
+        let none = serde_json::json!({"pre_tokenizer": {"type": "Whitespace"}});
+        assert!(pre_tokenizer_name(&none).is_err());
+    }
+
+    #[test]
+    fn safetensors_base_gguf_gets_tokenizer_and_template() {
+        let (_, model) = tiny_lora_model();
+        let meta = crate::tokenizer::tiny_gguf_metadata(&[("h", "i")]);
+        let tok = crate::tokenizer::tokenizer_from_gguf(&meta).unwrap();
+        let src = tempfile::tempdir().unwrap();
+        tok.save(src.path().join("tokenizer.json"), false).unwrap();
+        std::fs::write(
+            src.path().join("tokenizer_config.json"),
+            r#"{"bos_token": "<|im_start|>", "eos_token": {"content": "<|im_end|>"}, "chat_template": "{{ messages }}"}"#,
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        export_gguf(
+            &model,
+            &ExportBase::HfDir(src.path()),
+            &path,
+            GgufDType::F32,
+        )
+        .unwrap();
+        let loaded = load_model(&path, &Device::Cpu).unwrap();
+        let g = loaded.gguf.unwrap();
+        assert_eq!(g.get_str("tokenizer.chat_template"), Some("{{ messages }}"));
+        assert_eq!(g.get_u64("tokenizer.ggml.eos_token_id"), Some(2));
+        assert_eq!(g.get_u64("tokenizer.ggml.bos_token_id"), Some(1));
+        assert_eq!(g.get_str("tokenizer.ggml.pre"), Some("smollm"));
+        assert!(crate::tokenizer::tokenizer_from_gguf(&g.metadata).is_ok());
+        // A folder without tokenizer.json is a clear error, for both formats.
+        let empty = tempfile::tempdir().unwrap();
+        let err = export_gguf(
+            &model,
+            &ExportBase::HfDir(empty.path()),
+            &path,
+            GgufDType::F32,
+        );
+        assert!(matches!(err, Err(LlmError::Tokenizer(_))));
+        let err = export_merged_safetensors(
+            &model,
+            &dir.path().join("x"),
+            &ExportBase::HfDir(empty.path()),
+        );
+        assert!(matches!(err, Err(LlmError::Tokenizer(_))));
+        assert!(!dir.path().join("x").exists(), "nothing written on error");
+    }
+
+    #[test]
+    fn llama3_rope_scaling_becomes_rope_freqs() {
+        let mut cfg = LlamaConfig::tiny();
+        cfg.rope_scaling = Some(crate::config::RopeScaling {
+            rope_type: Some("llama3".into()),
+            factor: 8.0,
+            low_freq_factor: Some(1.0),
+            high_freq_factor: Some(4.0),
+            original_max_position_embeddings: Some(16),
+            ..Default::default()
+        });
+        let w = crate::model::random_weights(&cfg, 2).unwrap();
+        let model = Llama::new(&cfg, &w, None, &VarMap::new(), 0).unwrap();
+        let want = logits(&model);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        export_gguf(&model, &ExportBase::None, &path, GgufDType::F32).unwrap();
+        let loaded = load_model(&path, &Device::Cpu).unwrap();
+        assert!(
+            loaded.config.rope_scaling.is_none(),
+            "scaling lives in rope_freqs"
+        );
+        assert!(loaded.weights.contains(ROPE_FREQS));
+        let back = Llama::new(&loaded.config, &loaded.weights, None, &VarMap::new(), 0).unwrap();
+        let d = max_diff(&logits(&back), &want);
+        assert!(d < 1e-4, "llama3 RoPE after export differs by {d}");
+    }
+
+    /// The demo model (SmolLM2-135M-Instruct Q4_1) through both exports: the folder's
+    /// tokenizer.json encodes the reference prompt to llama.cpp's ids, and the F16 GGUF keeps
+    /// every tokenizer key and the weights (to f16 precision).
+    #[test]
+    fn smollm2_exports() {
+        let path = crate::load::default_model_path();
+        if !path.is_file() {
+            eprintln!(
+                "skipping: no {} (infra/fetch-models.sh smollm2)",
+                path.display()
+            );
+            return;
+        }
+        // From /work/shared/reference/smollm2_reference.json (`prompt`, `token_ids`).
+        const PROMPT: &str = "<|im_start|>user\nWhat did Ada Lovelace write about the Analytical Engine?<|im_end|>\n<|im_start|>assistant\n";
+        const IDS: [u32; 21] = [
+            1, 4093, 198, 1780, 1250, 34099, 14210, 532, 590, 2965, 563, 260, 40734, 6059, 47, 2,
+            198, 1, 520, 9531, 198,
+        ];
+        let loaded = load_model(&path, &Device::Cpu).unwrap();
+        let meta = loaded.gguf.clone().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let st = dir.path().join("hf");
+        save_merged_safetensors(
+            &loaded.config,
+            &loaded.weights,
+            &st,
+            &ExportBase::Gguf(&meta),
+        )
+        .unwrap();
+        let tok = crate::tokenizer::load_tokenizer_json(st.join("tokenizer.json")).unwrap();
+        assert_eq!(crate::tokenizer::encode(&tok, PROMPT, false).unwrap(), IDS);
+        let tmpl =
+            crate::chat::ChatTemplate::from_tokenizer_config_file(st.join("tokenizer_config.json"))
+                .unwrap();
+        let rendered = tmpl
+            .render(
+                &[crate::chat::ChatMessage::user(
+                    "What did Ada Lovelace write about the Analytical Engine?",
+                )],
+                true,
+            )
+            .unwrap();
+        assert!(rendered.ends_with(PROMPT), "{rendered:?}");
+
+        let gg = dir.path().join("m.gguf");
+        write_gguf(
+            &loaded.config,
+            &loaded.weights,
+            &ExportBase::Gguf(&meta),
+            &gg,
+            GgufDType::F16,
+        )
+        .unwrap();
+        let (cfg2, w2, meta2) = load_gguf(&gg, &Device::Cpu).unwrap();
+        assert_eq!(cfg2, loaded.config);
+        for key in ["tokenizer.ggml.tokens", "tokenizer.ggml.merges"] {
+            assert_eq!(meta2.get_str_array(key), meta.get_str_array(key), "{key}");
+        }
+        assert_eq!(
+            meta2.get_str("tokenizer.chat_template"),
+            meta.get_str("tokenizer.chat_template")
+        );
+        for name in [
+            "model.layers.0.self_attn.q_proj.weight",
+            "model.layers.29.self_attn.k_proj.weight",
+            "model.embed_tokens.weight",
+        ] {
+            let a = loaded.weights.get(name).unwrap();
+            let b = w2.get(name).unwrap();
+            let scale: f32 = a
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            let d = max_diff(a, b);
+            assert!(
+                d <= scale / 1000.0,
+                "{name}: f16 round trip off by {d} (max {scale})"
+            );
+        }
+    }
 }

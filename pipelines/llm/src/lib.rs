@@ -8,6 +8,7 @@
 //!   safetensors (single file or sharded), always under Hugging Face tensor names.
 //! - `lora`: `LoraLinear`, a frozen base weight plus trainable A/B in a `VarMap`.
 //! - `model`: the decoder, with a KV cache for generation.
+//! - `qmodel`: an inference-only Q8_0 copy of the decoder for fast generation.
 //! - `tokenizer`, `chat`: tokenizer from `tokenizer.json` or GGUF metadata; the model's chat
 //!   template rendered with minijinja.
 //! - `generate`: sampling (temperature, top-p, top-k, repetition penalty), stop sequences, streaming.
@@ -21,6 +22,7 @@ pub mod load;
 pub mod lora;
 pub mod model;
 pub mod peft;
+pub mod qmodel;
 pub mod sft;
 pub mod tokenizer;
 pub mod train;
@@ -34,4 +36,5 @@ pub use load::{
 };
 pub use lora::{LoraConfig, LoraLinear};
 pub use model::{KvCache, Llama, LlamaSession};
+pub use qmodel::{QKvCache, QLlama, QLlamaSession};
 pub use tokenizer::{load_tokenizer_json, tokenizer_from_gguf, SpecialTokens};

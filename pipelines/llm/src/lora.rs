@@ -7,7 +7,8 @@
 //! parameters to hand to the optimiser: the base weights are plain tensors and never get
 //! gradients. A is initialised from our own seeded RNG (not candle's global one) so that the same
 //! seed always gives the same adapter, on any device.
-use candle_core::{DType, Tensor, Var};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Storage, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
@@ -204,8 +205,47 @@ impl LoraLinear {
         Ok(lin)
     }
 
-    /// `x [.., in]` → `[.., out]`; differentiable with respect to A and B.
+    /// `x [.., in]` → `[.., out]`; differentiable with respect to A and B (and `x`).
+    ///
+    /// On the CPU this is one fused op whose backward computes only what training needs:
+    /// candle's own matmul backward also computes the gradient of the frozen weight (as many
+    /// FLOPs as the forward, plus a weight-sized buffer per projection per step), which nobody
+    /// reads. Elsewhere it is [`LoraLinear::forward_reference`].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if !x.device().is_cpu() || x.dtype() != DType::F32 || self.base.dtype() != DType::F32 {
+            return self.forward_reference(x);
+        }
+        let dims = x.dims().to_vec();
+        let (inp, lead) = match dims.split_last() {
+            Some((inp, lead)) => (*inp, lead),
+            None => return Err(LlmError::Model("LoRA input is a scalar".into())),
+        };
+        let rows: usize = lead.iter().product();
+        let x2 = x.reshape((rows, inp))?.contiguous()?;
+        let mut y = match (&self.a, &self.b) {
+            (Some(a), Some(b)) => x2.apply_op3(
+                a.as_tensor(),
+                b.as_tensor(),
+                LoraMatmul {
+                    w: self.base.clone(),
+                    scale: self.scale,
+                },
+            )?,
+            _ => x2.apply_op1(FrozenMatmul {
+                w: self.base.clone(),
+            })?,
+        };
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
+        }
+        let mut out_dims = lead.to_vec();
+        out_dims.push(self.out_dim());
+        Ok(y.reshape(out_dims)?)
+    }
+
+    /// The same projection from plain candle ops (any device, any dtype): the reference the
+    /// fused CPU op is tested against.
+    pub fn forward_reference(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let (inp, lead) = match dims.split_last() {
             Some((inp, lead)) => (*inp, lead),
@@ -267,6 +307,130 @@ impl LoraLinear {
     }
     pub fn in_dim(&self) -> usize {
         self.base.dims().get(1).copied().unwrap_or(0)
+    }
+}
+
+/// The f32 slice a contiguous CPU storage holds.
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        (CpuStorage::F32(_), None) => candle_core::bail!("fused LoRA op: input not contiguous"),
+        _ => candle_core::bail!("fused LoRA op: f32 expected"),
+    }
+}
+
+/// `lhs [m, k] · rhsᵀ` where `rhs` is `[n, k]` (a weight in HF layout), on CPU storages.
+fn matmul_t(
+    lhs: &CpuStorage,
+    ll: &Layout,
+    rhs: &CpuStorage,
+    rl: &Layout,
+) -> candle_core::Result<(CpuStorage, usize, usize)> {
+    let (m, k) = ll.shape().dims2()?;
+    let (n, k2) = rl.shape().dims2()?;
+    if k != k2 {
+        candle_core::bail!("fused LoRA op: [{m}, {k}] · [{n}, {k2}]ᵀ");
+    }
+    Ok((lhs.matmul(rhs, (1, m, n, k), ll, &rl.transpose(0, 1)?)?, m, n))
+}
+
+/// Runs `f` on the CPU storage of the frozen weight `w`.
+fn with_weight<R>(
+    w: &Tensor,
+    f: impl FnOnce(&CpuStorage, &Layout) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (guard, layout) = w.storage_and_layout();
+    match &*guard {
+        Storage::Cpu(s) => f(s, layout),
+        _ => candle_core::bail!("fused LoRA op: weight not on the CPU"),
+    }
+}
+
+/// Whether backprop will read the gradient of `t` (a var, or computed from one).
+fn needs_grad(t: &Tensor) -> bool {
+    t.track_op()
+}
+
+/// `x [rows, in] → x·Wᵀ` with `W` frozen: the backward gives `x` its gradient `g·W` and
+/// nothing to `W`.
+struct FrozenMatmul {
+    w: Tensor,
+}
+
+impl CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (y, m, n) = with_weight(&self.w, |ws, wl| matmul_t(s, l, ws, wl))?;
+        Ok((y, Shape::from((m, n))))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        if !needs_grad(x) {
+            return Ok(None);
+        }
+        Ok(Some(g.detach().matmul(&self.w)?))
+    }
+}
+
+/// `(x [rows, in], A [r, in], B [out, r]) → x·Wᵀ + scale·(x·Aᵀ)·Bᵀ` with `W` frozen.
+struct LoraMatmul {
+    w: Tensor,
+    scale: f64,
+}
+
+impl CustomOp3 for LoraMatmul {
+    fn name(&self) -> &'static str {
+        "lora-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        a: &CpuStorage,
+        al: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (mut y, m, n) = with_weight(&self.w, |ws, wl| matmul_t(xs, xl, ws, wl))?;
+        let (u, _, r) = matmul_t(xs, xl, a, al)?;
+        let (d, _, _) = matmul_t(&u, &Layout::contiguous((m, r)), b, bl)?;
+        let d = f32_slice(&d, &Layout::contiguous((m, n)))?;
+        let s = self.scale as f32;
+        match &mut y {
+            CpuStorage::F32(y) => {
+                for (y, d) in y.iter_mut().zip(d) {
+                    *y += s * d;
+                }
+            }
+            _ => candle_core::bail!("fused LoRA op: f32 expected"),
+        }
+        Ok((y, Shape::from((m, n))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (x0, a0, b0, g) = (x.detach(), a.detach(), b.detach(), g.detach());
+        // u = x·Aᵀ [rows, r]; y = x·Wᵀ + s·u·Bᵀ.
+        let u = x0.matmul(&a0.t()?)?;
+        let du = (g.matmul(&b0)? * self.scale)?;
+        let db = (g.t()?.matmul(&u)? * self.scale)?;
+        let da = du.t()?.matmul(&x0)?;
+        let dx = if needs_grad(x) {
+            Some((g.matmul(&self.w)? + du.matmul(&a0)?)?)
+        } else {
+            None
+        };
+        Ok((dx, Some(da), Some(db)))
     }
 }
 
@@ -376,6 +540,43 @@ mod tests {
             ..LoraConfig::default()
         };
         assert!(LoraLinear::with_lora(w, None, &r3, "p", &vm, 1).is_err());
+    }
+
+    /// The fused CPU op against plain candle ops: same output, same gradients for x, A and B.
+    #[test]
+    fn fused_op_matches_reference_forward_and_gradients() {
+        let cfg = LoraConfig {
+            r: 3,
+            alpha: 6.0,
+            ..LoraConfig::default()
+        };
+        let vm = VarMap::new();
+        let lin = LoraLinear::with_lora(rand((7, 5), 1), None, &cfg, "p", &vm, 4).unwrap();
+        lin.b().unwrap().set(&rand((7, 3), 5)).unwrap();
+        let frozen = LoraLinear::frozen(rand((7, 5), 1), None).unwrap();
+        let xv = Var::from_tensor(&rand((6, 5), 2).reshape((2, 3, 5)).unwrap()).unwrap();
+        let x = xv.as_tensor();
+        let w = rand((6, 7), 9).reshape((2, 3, 7)).unwrap();
+        for l in [&lin, &frozen] {
+            let fast = l.forward(x).unwrap();
+            let slow = l.forward_reference(x).unwrap();
+            assert!(max_abs(&fast, &slow) < 1e-5);
+            // A weighted sum so every output element has its own gradient.
+            let gf = (fast * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let gs = (slow * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let mut tracked = vec![x];
+            if let (Some(a), Some(b)) = (l.a(), l.b()) {
+                tracked.push(a.as_tensor());
+                tracked.push(b.as_tensor());
+            }
+            for t in tracked {
+                let (f, s) = (gf.get(t).unwrap(), gs.get(t).unwrap());
+                assert!(max_abs(f, s) < 1e-4, "gradient differs: {}", max_abs(f, s));
+                assert!(s.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+            }
+            // The frozen weight gets no gradient from the fused op.
+            assert!(gf.get(l.base()).is_none());
+        }
     }
 
     #[test]

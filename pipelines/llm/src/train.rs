@@ -9,7 +9,9 @@
 //! from (seed, epoch) alone, so step N sees the same batch whether or not the run was resumed.
 
 use crate::{LlmError, Result};
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var, D};
+use rayon::prelude::*;
+use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,10 @@ pub trait TrainableModel {
 impl TrainableModel for crate::model::Llama {
     fn forward_train(&self, ids: &Tensor) -> Result<Tensor> {
         crate::model::Llama::forward_train(self, ids)
+    }
+
+    fn loss(&self, ids: &Tensor, mask: &Tensor) -> Result<(Tensor, usize)> {
+        crate::model::Llama::train_loss(self, ids, mask)
     }
 }
 
@@ -174,12 +180,115 @@ pub fn masked_loss(logits: &Tensor, ids: &Tensor, mask: &Tensor) -> Result<(Tens
     let pred = logits.narrow(1, 0, t - 1)?.reshape((b * (t - 1), v))?;
     let target = ids.narrow(1, 1, t - 1)?.reshape(b * (t - 1))?;
     let m = mask.narrow(1, 1, t - 1)?.reshape(b * (t - 1))?;
-    let logp = candle_nn::ops::log_softmax(&pred, D::Minus1)?;
-    let picked = logp.gather(&target.unsqueeze(1)?, 1)?.squeeze(1)?;
+    let targets: Vec<u32> = target.to_dtype(DType::U32)?.to_vec1()?;
+    let nll = nll_rows(&pred, &targets)?;
     let n = m.sum_all()?.to_scalar::<f32>()? as usize;
-    let total = (picked * &m)?.sum_all()?.neg()?;
+    let total = (nll * &m)?.sum_all()?;
     let loss = (total / n.max(1) as f64)?;
     Ok((loss, n))
+}
+
+/// Per-row negative log-likelihood `logsumexp(logits[r]) - logits[r, targets[r]]` of
+/// `logits [rows, vocab]`: `[rows]`, differentiable. On the CPU one fused pass each way (the
+/// softmax kept from the forward is the backward's buffer), instead of a log-softmax graph that
+/// walks the `[rows, vocab]` matrix a dozen times; elsewhere plain ops.
+pub fn nll_rows(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    let (rows, vocab) = logits.dims2()?;
+    if targets.len() != rows {
+        return Err(LlmError::Generate(format!(
+            "{} targets for {rows} rows of logits",
+            targets.len()
+        )));
+    }
+    if let Some(bad) = targets.iter().find(|&&t| t as usize >= vocab) {
+        return Err(LlmError::Generate(format!(
+            "target id {bad} is outside the vocabulary of {vocab}"
+        )));
+    }
+    if logits.device().is_cpu() && logits.dtype() == DType::F32 {
+        return Ok(logits.contiguous()?.apply_op1(NllOp {
+            targets: targets.to_vec(),
+            probs: Mutex::new(None),
+        })?);
+    }
+    let t = Tensor::new(targets, logits.device())?.unsqueeze(1)?;
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    Ok(logp.gather(&t, 1)?.squeeze(1)?.neg()?)
+}
+
+/// The fused cross-entropy of [`nll_rows`]; the forward keeps the softmax for the backward.
+struct NllOp {
+    targets: Vec<u32>,
+    probs: Mutex<Option<Vec<f32>>>,
+}
+
+/// Softmax of each row of `x` into `p` (same shape), returning each row's logsumexp.
+fn softmax_rows(x: &[f32], p: &mut [f32], vocab: usize) -> Vec<f32> {
+    p.par_chunks_mut(vocab)
+        .zip(x.par_chunks(vocab))
+        .map(|(p, x)| {
+            let m = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+            let mut sum = 0f32;
+            for (p, x) in p.iter_mut().zip(x) {
+                *p = (x - m).exp();
+                sum += *p;
+            }
+            let inv = 1.0 / sum;
+            for p in p.iter_mut() {
+                *p *= inv;
+            }
+            m + sum.ln()
+        })
+        .collect()
+}
+
+impl CustomOp1 for NllOp {
+    fn name(&self) -> &'static str {
+        "fused-nll"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, vocab) = l.shape().dims2()?;
+        let x = match (s, l.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) => &v[a..b],
+            _ => candle_core::bail!("fused nll: contiguous f32 logits expected"),
+        };
+        let mut p = vec![0f32; x.len()];
+        let lse = softmax_rows(x, &mut p, vocab);
+        let nll: Vec<f32> = (0..rows)
+            .map(|r| lse[r] - x[r * vocab + self.targets[r] as usize])
+            .collect();
+        if let Ok(mut slot) = self.probs.lock() {
+            *slot = Some(p);
+        }
+        Ok((CpuStorage::F32(nll), Shape::from(rows)))
+    }
+
+    fn bwd(&self, x: &Tensor, _: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (_, vocab) = x.dims2()?;
+        let g: Vec<f32> = g.to_dtype(DType::F32)?.to_vec1()?;
+        let kept = self.probs.lock().ok().and_then(|mut s| s.take());
+        let mut p = match kept {
+            Some(p) => p,
+            // A second backward over the same graph: recompute.
+            None => {
+                let xs: Vec<f32> = x.detach().flatten_all()?.to_vec1()?;
+                let mut p = vec![0f32; xs.len()];
+                softmax_rows(&xs, &mut p, vocab);
+                p
+            }
+        };
+        // d nll_r / d x_rj = softmax_rj - [j = target_r].
+        p.par_chunks_mut(vocab)
+            .zip(g.par_iter().zip(self.targets.par_iter()))
+            .for_each(|(p, (&g, &t))| {
+                p[t as usize] -= 1.0;
+                for v in p.iter_mut() {
+                    *v *= g;
+                }
+            });
+        Ok(Some(Tensor::from_vec(p, x.shape(), x.device())?))
+    }
 }
 
 fn batch_tensors(rows: &[&Packed], device: &Device) -> Result<(Tensor, Tensor)> {

@@ -2,7 +2,8 @@
 
 use crate::app::{default_data_dir, App};
 use crate::{
-    Cli, Command, DatasetCommand, EvalCommand, IdentityCommand, MemoryCommand, TrainCommand,
+    Cli, Command, DatasetCommand, EvalCommand, ExportCommand, IdentityCommand, MemoryCommand,
+    TrainCommand,
 };
 use anyhow::{bail, Context, Result};
 use avatar_runtime::{BlobStore, EventLog, RecordStore, SearchIndex};
@@ -93,6 +94,21 @@ pub fn run(cli: Cli) -> Result<()> {
                 fresh,
                 json,
             },
+        ),
+        Command::Export {
+            command:
+                ExportCommand::Llm {
+                    merged,
+                    gguf,
+                    dtype,
+                    base,
+                },
+        } => crate::llm::export_llm(
+            &ctx,
+            merged.as_deref(),
+            gguf.as_deref(),
+            &dtype,
+            base.as_deref(),
         ),
         Command::Ask { question, opts } => crate::llm::ask(&ctx, &question, &ask_args(opts)),
         Command::Chat { opts } => crate::llm::chat(&ctx, &ask_args(opts)),

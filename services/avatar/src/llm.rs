@@ -508,10 +508,43 @@ pub fn chat(ctx: &Ctx, a: &AskArgs) -> Result<()> {
     Ok(())
 }
 
-#[allow(dead_code)]
-fn ensure_trained(dir: &Path) -> Result<()> {
-    if !dir.join(avatar_trainer::job::CARD_FILE).is_file() {
-        bail!("no trained model yet: run `avatar train llm`");
+pub fn export_llm(
+    ctx: &Ctx,
+    merged: Option<&Path>,
+    gguf: Option<&Path>,
+    dtype: &str,
+    base: Option<&str>,
+) -> Result<()> {
+    if merged.is_none() && gguf.is_none() {
+        bail!("say where to write: --merged DIR and/or --gguf FILE");
+    }
+    let dtype: avatar_llm::export::GgufDType =
+        dtype.parse().map_err(|e| anyhow::anyhow!("--dtype: {e}"))?;
+    let app = App::open(&ctx.data)?;
+    let avatar = app.avatar(ctx.avatar.as_deref())?;
+    let model_base = load_base(base, ctx.quiet)?;
+    let (model, _) = avatar_trainer::load_finetuned(
+        &model_base,
+        &model_dir(&app.dir, &avatar.avatar_id),
+        &device(),
+    )?;
+    let source = match (&model_base.gguf, model_base.path.is_dir()) {
+        (Some(meta), _) => avatar_llm::export::ExportBase::Gguf(meta),
+        (None, true) => avatar_llm::export::ExportBase::HfDir(&model_base.path),
+        (None, false) => match model_base.path.parent() {
+            Some(p) => avatar_llm::export::ExportBase::HfDir(p),
+            None => avatar_llm::export::ExportBase::None,
+        },
+    };
+    if let Some(dir) = merged {
+        avatar_llm::export::export_merged_safetensors(&model, dir, &source)
+            .with_context(|| format!("cannot export to {}", dir.display()))?;
+        println!("merged model (Hugging Face layout): {}", dir.display());
+    }
+    if let Some(path) = gguf {
+        avatar_llm::export::export_gguf(&model, &source, path, dtype)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("GGUF for llama.cpp / Ollama: {}", path.display());
     }
     Ok(())
 }

@@ -156,6 +156,14 @@ pub enum Command {
         #[command(subcommand)]
         command: TrainCommand,
     },
+    /// Export the finetuned model: merged weights as a Hugging Face folder and/or a GGUF file
+    /// for llama.cpp and Ollama.
+    ///
+    /// Example: avatar export llm --merged ./ada-merged --gguf ./ada.gguf --dtype q8_0
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Ask the avatar one question; it answers as the person, grounded in their records.
     ///
     /// Example: avatar ask "What did you think of the Analytical Engine?" --json
@@ -199,6 +207,24 @@ pub struct AskOpts {
     /// Default: SmolLM2-135M-Instruct from `infra/fetch-models.sh smollm2`.
     #[arg(long)]
     pub base: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// The personal language model with its adapter merged into the base weights.
+    Llm {
+        /// Write config.json + model.safetensors + tokenizer files into this folder.
+        #[arg(long)]
+        merged: Option<PathBuf>,
+        /// Write a GGUF file (llama.cpp, Ollama).
+        #[arg(long)]
+        gguf: Option<PathBuf>,
+        /// Tensor type of the GGUF's matrices: f32, f16 or q8_0.
+        #[arg(long, default_value = "f16")]
+        dtype: String,
+        #[arg(long)]
+        base: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -19,6 +19,8 @@ pub struct BaseModel {
     pub template: ChatTemplate,
     pub special: SpecialTokens,
     pub eos_ids: Vec<u32>,
+    /// The GGUF metadata when the base came from GGUF (tokenizer and hyper-parameters for export).
+    pub gguf: Option<avatar_llm::load::GgufMeta>,
 }
 
 /// Where `--base` points: nothing → the demo model fetched by `infra/fetch-models.sh smollm2`;
@@ -123,6 +125,7 @@ impl BaseModel {
             template,
             special,
             eos_ids,
+            gguf: loaded.gguf,
         })
     }
 
