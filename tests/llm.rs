@@ -160,3 +160,67 @@ fn ask_without_a_base_model_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("infra/fetch-models.sh smollm2"), "{err}");
 }
+
+#[test]
+fn a_killed_training_run_resumes_from_its_checkpoint() {
+    if base_model().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "train",
+        "llm",
+        "--steps",
+        "5",
+        "--json",
+        "--seq-len",
+        "64",
+        "--batch",
+        "2",
+        "--rank",
+        "4",
+        "--checkpoint-every",
+        "1",
+    ];
+    // The same run without interruption, for comparison.
+    let straight = demo_data(&dir.path().join("straight"));
+    let whole: serde_json::Value =
+        serde_json::from_str(stdout(&ok(&straight, &args)).trim()).unwrap();
+
+    let data = demo_data(&dir.path().join("killed"));
+    let mut child = cmd(&data).args(args).spawn().unwrap();
+    let latest = data.join("models/ada-lovelace/llm/checkpoints/latest");
+    let t0 = std::time::Instant::now();
+    loop {
+        let at = std::fs::read_to_string(&latest).unwrap_or_default();
+        if at.trim() >= "step-00000002" {
+            break;
+        }
+        assert!(
+            t0.elapsed().as_secs() < 600,
+            "no checkpoint after 10 minutes"
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("training ended before it could be killed: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    let _ = child.wait();
+    let resumed: serde_json::Value =
+        serde_json::from_str(stdout(&ok(&data, &args)).trim()).unwrap();
+    assert!(resumed["resumed_from"].as_u64().unwrap() >= 2, "{resumed}");
+    assert_eq!(resumed["card"]["steps"], 5);
+    let (a, b) = (
+        whole["losses"].as_array().unwrap(),
+        resumed["losses"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+        assert!(
+            (x - y).abs() <= 1e-4 * x.abs().max(1.0),
+            "losses differ: {a:?} vs {b:?}"
+        );
+    }
+}
