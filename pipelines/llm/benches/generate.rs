@@ -4,7 +4,8 @@
 //! as a ratio (the issue aims at ≥ 0.8× llama.cpp's decode speed). Also: decode with a LoRA
 //! adapter un-merged (the training-time path, two extra small matmuls per projection) against the
 //! same adapter merged into the weights, and a per-token matmul breakdown (f32 vs candle's
-//! quantised `QMatMul`) that shows where the time goes.
+//! quantised `QMatMul`) that shows where the time goes, and the inference-only Q8_0 model
+//! (`QLlama`, qmodel.rs) against both. `AVATAR_BENCH_SKIP_LORA=1` skips the LoRA part.
 //!
 //! Run: `cargo bench -p avatar-llm --bench generate`. Needs the model
 //! (`infra/fetch-models.sh smollm2`); the llama.cpp side comes from
@@ -23,7 +24,7 @@ use avatar_llm::export::{export_gguf, ExportBase, GgufDType};
 use avatar_llm::lora::SplitMix64;
 use avatar_llm::{
     default_model_path, generate, load_model, tokenizer_from_gguf, Llama, LlamaSession, LoraConfig,
-    SamplingParams,
+    QLlama, QLlamaSession, SamplingParams, StepModel,
 };
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
@@ -105,6 +106,25 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         if same { "match" } else { "DIFFER from" }
     );
 
+    // The inference-only Q8_0 model (qmodel.rs), built from the same f32 weights.
+    let t = Instant::now();
+    let qmodel = QLlama::from_llama(&base)?;
+    let quantise_s = t.elapsed().as_secs_f64();
+    let q8 = time_session(QLlamaSession::new(&qmodel), &tok, &ids, n_new, runs)?;
+    drop(qmodel);
+    report("candle QLlama Q8_0", &q8);
+    let same = q8.tokens.iter().zip(GREEDY_16).all(|(a, b)| *a == b);
+    println!(
+        "  quantised in {quantise_s:.2}s; first 16 tokens {} the reference greedy continuation (Q8_0 may flip the near-ties at tokens 10-11); {:.2}x the f32 decode",
+        if same { "match" } else { "DIFFER from" },
+        q8.tps / candle.tps
+    );
+    if std::env::var("AVATAR_BENCH_SKIP_LORA").is_ok() {
+        println!("LoRA timings skipped (AVATAR_BENCH_SKIP_LORA)");
+        print_baseline(&path, n_new, threads, runs, &candle, &q8);
+        return Ok(());
+    }
+
     // LoRA r=16 on every projection, B random (a zero B costs the same but proves nothing).
     let lora = LoraConfig {
         r: 16,
@@ -150,29 +170,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     matmul_breakdown(&loaded.config, &loaded.weights)?;
 
-    match llama_cpp_baseline(&path, n_new, threads, runs) {
-        Some(lc) => {
-            println!(
-                "{:34} ttft {:7.1} ms   decode {:7.1} tokens/s",
-                lc.name,
-                lc.ttft * 1e3,
-                lc.tps
-            );
-            let same = lc.first_16 == GREEDY_16;
-            println!(
-                "  first 16 tokens {} the reference greedy continuation",
-                if same { "match" } else { "DIFFER from" }
-            );
-            println!(
-                "ratio candle / llama.cpp: decode {:.2}x (aim >= 0.8x), ttft {:.2}x (llama.cpp ttft / candle ttft)",
-                candle.tps / lc.tps,
-                lc.ttft / candle.ttft.as_secs_f64()
-            );
-        }
-        None => {
-            println!("ratio candle / llama.cpp: n/a (no llama.cpp baseline; see above)");
-            return Ok(());
-        }
+    if !print_baseline(&path, n_new, threads, runs, &candle, &q8) {
+        return Ok(());
     }
     // llama.cpp on our export of the LoRA-merged model: same greedy tokens as candle's merged
     // model, or the export (names, q/k permutation, metadata) is wrong.
@@ -184,6 +183,41 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// llama.cpp's timings on the model and the candle / llama.cpp ratios for the f32 and the Q8_0
+/// model; false when there is no llama.cpp baseline.
+fn print_baseline(
+    path: &Path,
+    n_new: usize,
+    threads: usize,
+    runs: usize,
+    candle: &Timing,
+    q8: &Timing,
+) -> bool {
+    let Some(lc) = llama_cpp_baseline(path, n_new, threads, runs) else {
+        println!("ratio candle / llama.cpp: n/a (no llama.cpp baseline; see above)");
+        return false;
+    };
+    println!(
+        "{:34} ttft {:7.1} ms   decode {:7.1} tokens/s",
+        lc.name,
+        lc.ttft * 1e3,
+        lc.tps
+    );
+    let same = lc.first_16 == GREEDY_16;
+    println!(
+        "  first 16 tokens {} the reference greedy continuation",
+        if same { "match" } else { "DIFFER from" }
+    );
+    for (name, t) in [("candle f32", candle), ("candle QLlama Q8_0", q8)] {
+        println!(
+            "ratio {name} / llama.cpp: decode {:.2}x (aim >= 0.8x), ttft {:.2}x (llama.cpp ttft / candle ttft)",
+            t.tps / lc.tps,
+            lc.ttft / t.ttft.as_secs_f64()
+        );
+    }
+    true
 }
 
 fn report(name: &str, t: &Timing) {
@@ -202,7 +236,17 @@ fn time_generation(
     n_new: usize,
     runs: usize,
 ) -> Result<Timing, Box<dyn std::error::Error>> {
-    let mut session = LlamaSession::new(model);
+    time_session(LlamaSession::new(model), tok, ids, n_new, runs)
+}
+
+/// [`time_generation`] for any session (the quantised model's too).
+fn time_session(
+    mut session: impl StepModel,
+    tok: &Tokenizer,
+    ids: &[u32],
+    n_new: usize,
+    runs: usize,
+) -> Result<Timing, Box<dyn std::error::Error>> {
     generate(
         &mut session,
         tok,

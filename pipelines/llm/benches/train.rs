@@ -195,17 +195,13 @@ fn profile(
     let mut opt = avatar_llm::train::AdamW::new(vars.to_vec())?;
     let tcfg = TrainConfig::default();
     let reps = 2;
-    let mut sums = [0f64; 4];
+    let mut sums = [0f64; 3];
     for _ in 0..reps {
         let t0 = Instant::now();
-        let (loss, _) = match TrainableModel::loss(model, &ids, &mask) {
-            Ok(x) => x,
-            Err(e) => return Err(e),
-        };
+        let (loss, _) = TrainableModel::loss(model, &ids, &mask)?;
         let t1 = Instant::now();
-        let t2 = t1;
         let grads = loss.backward()?;
-        let t3 = Instant::now();
+        let t2 = Instant::now();
         let g: Vec<Tensor> = vars
             .iter()
             .map(|(_, v)| match grads.get(v.as_tensor()) {
@@ -214,12 +210,16 @@ fn profile(
             })
             .collect::<candle_core::Result<_>>()?;
         opt.step(&g, 1e-4, &tcfg)?;
-        let t4 = Instant::now();
-        for (s, d) in sums.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2, t4 - t3]) {
+        let t3 = Instant::now();
+        for (s, d) in sums.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2]) {
             *s += d.as_secs_f64() / reps as f64;
         }
     }
-    // The unfused path, for comparison: full logits, then the loss over them.
+    println!(
+        "phases (Llama::train_loss): forward+loss {:.2}s, backward {:.2}s, update {:.3}s",
+        sums[0], sums[1], sums[2]
+    );
+    // The generic path for comparison: every position's logits, then masked_loss over them.
     let t0 = Instant::now();
     let logits = model.forward_train(&ids)?;
     let t1 = Instant::now();
@@ -228,11 +228,7 @@ fn profile(
     drop(loss.backward()?);
     let t3 = Instant::now();
     println!(
-        "phases (loss path): forward+loss {:.2}s, backward {:.2}s, update {:.3}s",
-        sums[0], sums[2], sums[3]
-    );
-    println!(
-        "phases (full logits + masked_loss): forward {:.2}s, loss {:.2}s, backward {:.2}s",
+        "phases (forward_train + masked_loss): forward {:.2}s, loss {:.2}s, backward {:.2}s",
         (t1 - t0).as_secs_f64(),
         (t2 - t1).as_secs_f64(),
         (t3 - t2).as_secs_f64()
@@ -312,7 +308,10 @@ fn baseline(python: &Path, gguf: &Path, steps: usize, bf16: bool) -> Option<PyRe
         }
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{'))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))?;
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     Some(PyResult {
         rate: v["tokens_per_sec"].as_f64()?,

@@ -331,7 +331,11 @@ fn matmul_t(
     if k != k2 {
         candle_core::bail!("fused LoRA op: [{m}, {k}] · [{n}, {k2}]ᵀ");
     }
-    Ok((lhs.matmul(rhs, (1, m, n, k), ll, &rl.transpose(0, 1)?)?, m, n))
+    Ok((
+        lhs.matmul(rhs, (1, m, n, k), ll, &rl.transpose(0, 1)?)?,
+        m,
+        n,
+    ))
 }
 
 /// Runs `f` on the CPU storage of the frozen weight `w`.
@@ -572,7 +576,15 @@ mod tests {
             for t in tracked {
                 let (f, s) = (gf.get(t).unwrap(), gs.get(t).unwrap());
                 assert!(max_abs(f, s) < 1e-4, "gradient differs: {}", max_abs(f, s));
-                assert!(s.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+                assert!(
+                    s.abs()
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap()
+                        > 0.0
+                );
             }
             // The frozen weight gets no gradient from the fused op.
             assert!(gf.get(l.base()).is_none());

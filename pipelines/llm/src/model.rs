@@ -781,7 +781,9 @@ impl Llama {
                 })?)
             };
             for layer in &self.layers {
-                let a = layer.attn.forward_fused(&norm(&x, &layer.attn_norm)?, &ctx)?;
+                let a = layer
+                    .attn
+                    .forward_fused(&norm(&x, &layer.attn_norm)?, &ctx)?;
                 x = (x + a)?;
                 let m = layer.mlp.forward_fused(&norm(&x, &layer.mlp_norm)?)?;
                 x = (x + m)?;
@@ -1278,7 +1280,13 @@ mod tests {
             let f = gf
                 .get(var.as_tensor())
                 .unwrap_or_else(|| panic!("no fused grad for {name}"));
-            let scale = s.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let scale = s
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(scale > 0.0, "{name} has a zero gradient");
             let d = max_abs(f, s);
             assert!(d <= 1e-4 * scale.max(1e-2), "{name}: {d} (scale {scale})");

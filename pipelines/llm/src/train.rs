@@ -11,10 +11,10 @@
 use crate::{LlmError, Result};
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var, D};
 use rayon::prelude::*;
-use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// What the trainer needs from a model: logits for every position, through differentiable ops.
@@ -585,7 +585,7 @@ pub fn train<M: TrainableModel>(
         };
         let keep_going = on_step(&stats);
         if let Some(dir) = checkpoint_dir {
-            let due = cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0;
+            let due = cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every);
             if due || step == cfg.steps || !keep_going {
                 save_checkpoint(dir, &opt, cfg, rows.len(), step, &losses)?;
             }
@@ -665,6 +665,7 @@ fn load_checkpoint(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use candle_core::Module;

@@ -10,6 +10,12 @@
 //! at record level, because a citation points at a record: a record's vector rank is the rank
 //! of the best chunk that holds it.
 //!
+//! Chunk-level vectors cannot order the records *inside* a chunk: a ten-message chat session
+//! gives ten records the same vector rank, and RRF then lets any BM25 match (often on a common
+//! word) decide among them. [`rerank`] adds a third ranking, the cosine of each of the top
+//! fused candidates' *own* text (see [`rerank_text`]) with the query, so the message that says
+//! the thing rises above its neighbours. The embedding is the caller's (I/O); the ranking is here.
+//!
 //! Memories the user added are special: they were written *for* the avatar, so when one is
 //! relevant it is ranked ahead of everything else (see [`FusionConfig::memory_boost`]).
 //!
@@ -102,6 +108,11 @@ pub struct FusionConfig {
     pub memory_min_cosine: f32,
     /// Words in a snippet cut from a chunk.
     pub snippet_words: usize,
+    /// Weight of the record-level cosine ranking added by [`rerank`]; 0 turns it off.
+    pub rerank_weight: f64,
+    /// How many fused candidates [`rerank`] re-scores (at least k): each costs one short
+    /// embedding per query, so keep it small; records below it keep their fused score.
+    pub rerank_depth: usize,
 }
 
 impl Default for FusionConfig {
@@ -113,6 +124,8 @@ impl Default for FusionConfig {
             memory_boost: 1.0,
             memory_min_cosine: 0.4,
             snippet_words: 40,
+            rerank_weight: 1.0,
+            rerank_depth: 30,
         }
     }
 }
@@ -162,9 +175,16 @@ pub struct Cited {
     pub bm25_rank: Option<usize>,
     /// 1-based rank of the best chunk holding the record; records of one chunk share it.
     pub vector_rank: Option<usize>,
+    /// 1-based rank of the record's own text by cosine among the reranked candidates
+    /// ([`rerank`]); `None` when it was not reranked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_rank: Option<usize>,
     /// The matched passage: the BM25 snippet, else the best chunk cut around the query words.
     pub snippet: String,
     pub memory: bool,
+    /// A relevant memory, sorted ahead of every other hit.
+    #[serde(default)]
+    pub boosted: bool,
 }
 
 /// Per-record evidence gathered from both lists.
@@ -236,7 +256,7 @@ pub fn fuse(
         }
     }
 
-    let mut out: Vec<(bool, usize, Cited)> = ev
+    let mut out: Vec<(usize, Cited)> = ev
         .into_iter()
         .map(|(id, e)| {
             let mut score = 0.0;
@@ -266,25 +286,82 @@ pub fn fuse(
                 score,
                 bm25_rank: e.bm25_rank,
                 vector_rank: e.vector_rank,
+                record_rank: None,
                 snippet,
                 memory: e.memory,
+                boosted,
             };
-            (boosted, e.seen, cited)
+            (e.seen, cited)
         })
         .collect();
-    out.sort_by(|a, b| {
-        b.0.cmp(&a.0)
-            .then(b.2.score.total_cmp(&a.2.score))
-            .then(best_rank(&a.2).cmp(&best_rank(&b.2)))
-            .then(a.1.cmp(&b.1))
+    sort_hits(&mut out);
+    out.into_iter().take(k).map(|(_, c)| c).collect()
+}
+
+/// Relevant memories first, then by score, then by the best single rank, then by `.0`
+/// (order of first sight), so equal scores keep a stable order.
+fn sort_hits(hits: &mut [(usize, Cited)]) {
+    hits.sort_by(|(sa, a), (sb, b)| {
+        b.boosted
+            .cmp(&a.boosted)
+            .then(b.score.total_cmp(&a.score))
+            .then(best_rank(a).cmp(&best_rank(b)))
+            .then(sa.cmp(sb))
     });
-    out.into_iter().take(k).map(|(_, _, c)| c).collect()
+}
+
+/// The text of a record that [`rerank`] compares with the query: its title (an email's
+/// subject, a note's name) when the text does not already start with it, then the text. A
+/// short reply ("Worse. The soup is grey.") means little alone; its subject gives it context.
+pub fn rerank_text(title: Option<&str>, text: &str) -> String {
+    let text = text.trim();
+    match title.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) if !text.starts_with(t) && !text.starts_with(&format!("# {t}")) => {
+            format!("{t}\n{text}")
+        }
+        _ => text.to_string(),
+    }
+}
+
+/// Add the record-level ranking to fused hits and cut them to `k`.
+///
+/// `cosines` holds, for the record ids that were embedded (normally the first
+/// [`FusionConfig::rerank_depth`] of `fused`), the cosine of the record's own text with the
+/// query. Those records are ranked by it (ties keep the fused order) and each gets
+/// `rerank_weight / (k0 + rank)` more; the rest keep their score. A third ranking rather than
+/// a replacement: the chunk still carries the context a lone message lacks, and BM25 still
+/// finds the rare name that no embedding knows.
+pub fn rerank(
+    fused: Vec<Cited>,
+    cosines: &HashMap<String, f32>,
+    cfg: &FusionConfig,
+    k: usize,
+) -> Vec<Cited> {
+    let mut by_cosine: Vec<(usize, f32)> = fused
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| cosines.get(&c.record_id).map(|s| (i, *s)))
+        .collect();
+    // Stable: equal cosines (a record embedded twice, say) keep the fused order.
+    by_cosine.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut out: Vec<(usize, Cited)> = fused.into_iter().enumerate().collect();
+    if cfg.rerank_weight > 0.0 {
+        for (rank, (i, _)) in by_cosine.into_iter().enumerate() {
+            if let Some((_, c)) = out.get_mut(i) {
+                c.record_rank = Some(rank + 1);
+                c.score += cfg.rerank_weight / (cfg.k0 + (rank + 1) as f64);
+            }
+        }
+    }
+    sort_hits(&mut out);
+    out.into_iter().take(k).map(|(_, c)| c).collect()
 }
 
 fn best_rank(c: &Cited) -> usize {
     c.bm25_rank
         .into_iter()
         .chain(c.vector_rank)
+        .chain(c.record_rank)
         .min()
         .unwrap_or(usize::MAX)
 }

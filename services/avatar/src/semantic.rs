@@ -1,5 +1,9 @@
 //! Semantic memory in the embedded deployment: the candle embedder and the qdrant-edge store
 //! under the data directory, and hybrid search over BM25 + vectors with citations.
+//!
+//! Hybrid search embeds the own text of its top fused candidates at query time and adds that
+//! record-level ranking to the fusion ([`avatar_retrieve::rerank`]); bm25 and vector modes are
+//! the plain single rankings, so `eval retrieval` keeps comparing like with like.
 
 use crate::app::App;
 use anyhow::{bail, Context, Result};
@@ -10,7 +14,9 @@ use avatar_runtime::{
 };
 use avatar_schemas::{Record, RecordKind};
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// The candle embedder behind the runtime's [`TextEmbedder`] seam.
 pub struct CandleEmbedder(pub avatar_embed::Embedder);
@@ -36,6 +42,52 @@ impl TextEmbedder for CandleEmbedder {
 pub struct SemanticParts {
     pub embedder: CandleEmbedder,
     pub store: EdgeVectorStore,
+    /// Record-level embeddings for reranking, by record id: a record's text never changes
+    /// under its id, and an `eval` or a chat asks about the same records again and again.
+    record_vectors: Mutex<HashMap<String, Vec<f32>>>,
+}
+
+impl SemanticParts {
+    /// Cosine of `query` (a unit vector) with each record's [`avatar_retrieve::rerank_text`],
+    /// embedding only the records not seen before in this process.
+    fn record_cosines(&self, query: &[f32], records: &[&Record]) -> Result<HashMap<String, f32>> {
+        let mut cache = self
+            .record_vectors
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the record embedding cache is poisoned"))?;
+        let missing: Vec<&Record> = records
+            .iter()
+            .copied()
+            .filter(|r| !cache.contains_key(&r.id))
+            .collect();
+        if !missing.is_empty() {
+            let texts: Vec<String> = missing
+                .iter()
+                .map(|r| avatar_retrieve::rerank_text(r.title.as_deref(), &r.text))
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = self.embedder.embed(&refs)?;
+            if vectors.len() != missing.len() {
+                bail!(
+                    "the embedder returned {} vectors for {} texts",
+                    vectors.len(),
+                    missing.len()
+                );
+            }
+            for (r, v) in missing.iter().zip(vectors) {
+                cache.insert(r.id.clone(), v);
+            }
+        }
+        Ok(records
+            .iter()
+            .filter_map(|r| {
+                let v = cache.get(&r.id)?;
+                // Both sides are L2-normalised (mean pooling + L2), so the dot is the cosine.
+                let dot = v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>();
+                Some((r.id.clone(), dot))
+            })
+            .collect())
+    }
 }
 
 /// Loads the embedding model (`$AVATAR_EMBED_MODEL`, else the default model folder) and opens
@@ -63,6 +115,7 @@ pub fn open(data: &Path) -> Result<Option<SemanticParts>> {
     Ok(Some(SemanticParts {
         embedder: CandleEmbedder(embedder),
         store,
+        record_vectors: Mutex::new(HashMap::new()),
     }))
 }
 
@@ -112,7 +165,8 @@ impl Filters {
 }
 
 /// Fusion weights: the defaults, overridden by `AVATAR_BM25_WEIGHT`, `AVATAR_VECTOR_WEIGHT`,
-/// `AVATAR_RRF_K0` (tune them with `avatar eval retrieval` on your own queries).
+/// `AVATAR_RRF_K0`, `AVATAR_RERANK_WEIGHT` and `AVATAR_RERANK_DEPTH` (0 turns record-level
+/// reranking off); tune them with `avatar eval retrieval` on your own queries.
 pub fn fusion_config() -> FusionConfig {
     let mut cfg = FusionConfig {
         bm25_weight: DEFAULT_BM25_WEIGHT,
@@ -127,6 +181,15 @@ pub fn fusion_config() -> FusionConfig {
     }
     if let Some(k0) = read("AVATAR_RRF_K0") {
         cfg.k0 = k0;
+    }
+    if let Some(w) = read("AVATAR_RERANK_WEIGHT") {
+        cfg.rerank_weight = w;
+    }
+    if let Some(d) = std::env::var("AVATAR_RERANK_DEPTH")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        cfg.rerank_depth = d;
     }
     cfg
 }
@@ -228,6 +291,7 @@ pub fn search(
     }
     let mut vector = Vec::new();
     let mut memory_vector = Vec::new();
+    let mut query_vector = None;
     if let (true, Some(sem)) = (mode != Mode::Bm25, semantic) {
         let q = sem
             .embedder
@@ -258,7 +322,19 @@ pub fn search(
             .into_iter()
             .map(to_hit)
             .collect();
+        query_vector = Some(q);
     }
+    let cfg = fusion_config();
+    let rerank = match (mode, semantic, query_vector) {
+        (Mode::Hybrid, Some(sem), Some(q)) if cfg.rerank_depth > 0 && cfg.rerank_weight > 0.0 => {
+            Some((sem, q))
+        }
+        _ => None,
+    };
+    let depth = match rerank {
+        Some(_) => k.max(cfg.rerank_depth),
+        None => k,
+    };
     let cited = avatar_retrieve::fuse(
         query,
         mode,
@@ -268,14 +344,32 @@ pub fn search(
             memory_bm25: &memory_bm25,
             memory_vector: &memory_vector,
         },
-        &fusion_config(),
-        k,
+        &cfg,
+        depth,
     );
-    let mut out = Vec::with_capacity(cited.len());
-    for c in cited {
+    let mut records = HashMap::with_capacity(cited.len());
+    for c in &cited {
         if let Some(record) = app.records.get(&c.record_id)? {
-            out.push(Hit { cited: c, record });
+            records.insert(c.record_id.clone(), record);
         }
     }
-    Ok(out)
+    let cited = match rerank {
+        Some((sem, q)) => {
+            let candidates: Vec<&Record> = cited
+                .iter()
+                .take(cfg.rerank_depth)
+                .filter_map(|c| records.get(&c.record_id))
+                .collect();
+            let cosines = sem.record_cosines(&q, &candidates)?;
+            avatar_retrieve::rerank(cited, &cosines, &cfg, k)
+        }
+        None => cited,
+    };
+    Ok(cited
+        .into_iter()
+        .filter_map(|c| {
+            let record = records.remove(&c.record_id)?;
+            Some(Hit { cited: c, record })
+        })
+        .collect())
 }
