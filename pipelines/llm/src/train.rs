@@ -455,7 +455,7 @@ pub struct TrainOutcome {
     pub resumed_from: usize,
     /// Mean loss of every step, resumed ones included.
     pub losses: Vec<f64>,
-    /// Target tokens processed per second in this invocation.
+    /// Tokens (every position of the rows) processed per second in this invocation.
     pub tokens_per_sec: f64,
     /// Whether `on_step` asked to stop early.
     pub interrupted: bool,
@@ -529,8 +529,10 @@ pub fn train<M: TrainableModel>(
                 .map(|&i| &rows[i])
                 .collect();
             let (ids, mask) = batch_tensors(&picked, device)?;
-            let (loss, n) = model.loss(&ids, &mask)?;
-            tokens_done += n;
+            let (loss, _targets) = model.loss(&ids, &mask)?;
+            // Throughput counts every position the model processed (as PyTorch benchmarks do),
+            // not only the targets.
+            tokens_done += picked.iter().map(|r| r.ids.len()).sum::<usize>();
             let loss = (loss / accum as f64)?;
             loss_sum += loss.to_scalar::<f32>()? as f64;
             let grads = loss.backward()?;
