@@ -10,11 +10,16 @@
 //! at record level, because a citation points at a record: a record's vector rank is the rank
 //! of the best chunk that holds it.
 //!
-//! Chunk-level vectors cannot order the records *inside* a chunk: a ten-message chat session
-//! gives ten records the same vector rank, and RRF then lets any BM25 match (often on a common
-//! word) decide among them. [`rerank`] adds a third ranking, the cosine of each of the top
-//! fused candidates' *own* text (see [`rerank_text`]) with the query, so the message that says
-//! the thing rises above its neighbours. The embedding is the caller's (I/O); the ranking is here.
+//! RRF is good at *finding* (recall) but poor at *ordering* the top: it counts presence, so a
+//! record that BM25 ranks 7th on a common word and vectors rank 9th beats the one record both
+//! of whose meaning scores are the best; and chunk-level vectors cannot order the records
+//! *inside* a chunk (a ten-message chat session gives ten records one vector rank). So hybrid
+//! search is two-stage: [`fuse`] gathers candidates by RRF, then [`rerank`] re-orders the top
+//! [`FusionConfig::rerank_depth`] by a score-aware convex combination (Bruch et al., 2023,
+//! "An analysis of fusion functions for hybrid retrieval"):
+//! `α · bm25 / max bm25 + (1 − α) · (chunk cosine + record cosine) / 2`, where the record
+//! cosine is that of the record's *own* text (see [`rerank_text`]), embedded by the caller at
+//! query time. The embedding is I/O and lives with the caller; the arithmetic is here.
 //!
 //! Memories the user added are special: they were written *for* the avatar, so when one is
 //! relevant it is ranked ahead of everything else (see [`FusionConfig::memory_boost`]).
@@ -108,10 +113,13 @@ pub struct FusionConfig {
     pub memory_min_cosine: f32,
     /// Words in a snippet cut from a chunk.
     pub snippet_words: usize,
-    /// Weight of the record-level cosine ranking added by [`rerank`]; 0 turns it off.
-    pub rerank_weight: f64,
-    /// How many fused candidates [`rerank`] re-scores (at least k): each costs one short
-    /// embedding per query, so keep it small; records below it keep their fused score.
+    /// α of [`rerank`]: the share of the normalised BM25 score, the rest being meaning.
+    /// BM25 scores are normalised by the query's best, so even a query whose words barely
+    /// match has a 1.0 somewhere; a small α keeps that from outweighing a strong cosine.
+    pub rerank_bm25_weight: f64,
+    /// How many fused candidates [`rerank`] re-orders: each costs one short embedding per
+    /// query (about 40 ms each on a busy 2-core CPU), so keep it small but well above k;
+    /// 0 turns reranking off.
     pub rerank_depth: usize,
 }
 
@@ -124,8 +132,8 @@ impl Default for FusionConfig {
             memory_boost: 1.0,
             memory_min_cosine: 0.4,
             snippet_words: 40,
-            rerank_weight: 1.0,
-            rerank_depth: 30,
+            rerank_bm25_weight: 0.2,
+            rerank_depth: 20,
         }
     }
 }
@@ -169,16 +177,22 @@ pub struct Candidates<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cited {
     pub record_id: String,
-    /// Fused score (RRF, plus the memory boost when it applies).
+    /// Fused score (RRF, or [`rerank`]'s combination for the reranked hits), plus the memory
+    /// boost when it applies; hits are sorted by it (relevant memories first).
     pub score: f64,
     /// 1-based rank in the BM25 list (memories merged in by score), if it was there.
     pub bm25_rank: Option<usize>,
     /// 1-based rank of the best chunk holding the record; records of one chunk share it.
     pub vector_rank: Option<usize>,
-    /// 1-based rank of the record's own text by cosine among the reranked candidates
-    /// ([`rerank`]); `None` when it was not reranked.
+    /// The BM25 score behind `bm25_rank`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub record_rank: Option<usize>,
+    pub bm25_score: Option<f32>,
+    /// Cosine of the best chunk holding the record (behind `vector_rank`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_score: Option<f32>,
+    /// Cosine of the record's own text with the query, when [`rerank`] used one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_cosine: Option<f32>,
     /// The matched passage: the BM25 snippet, else the best chunk cut around the query words.
     pub snippet: String,
     pub memory: bool,
@@ -191,6 +205,7 @@ pub struct Cited {
 #[derive(Debug, Default)]
 struct Evidence {
     bm25_rank: Option<usize>,
+    bm25_score: Option<f32>,
     bm25_snippet: Option<String>,
     vector_rank: Option<usize>,
     vector_score: f32,
@@ -232,6 +247,7 @@ pub fn fuse(
         for (i, h) in list.into_iter().enumerate() {
             let e = entry(&mut ev, &h.record_id);
             e.bm25_rank = Some(i + 1);
+            e.bm25_score = Some(h.score);
             e.bm25_snippet = h.snippet.clone().filter(|s| !s.trim().is_empty());
             e.memory |= h.memory;
         }
@@ -256,7 +272,7 @@ pub fn fuse(
         }
     }
 
-    let mut out: Vec<(usize, Cited)> = ev
+    let mut out: Vec<Ranked> = ev
         .into_iter()
         .map(|(id, e)| {
             let mut score = 0.0;
@@ -286,7 +302,9 @@ pub fn fuse(
                 score,
                 bm25_rank: e.bm25_rank,
                 vector_rank: e.vector_rank,
-                record_rank: None,
+                bm25_score: e.bm25_score,
+                vector_score: e.vector_rank.map(|_| e.vector_score),
+                record_cosine: None,
                 snippet,
                 memory: e.memory,
                 boosted,
@@ -298,9 +316,12 @@ pub fn fuse(
     out.into_iter().take(k).map(|(_, c)| c).collect()
 }
 
+/// A hit with its position in the list it came from, for stable ties.
+type Ranked = (usize, Cited);
+
 /// Relevant memories first, then by score, then by the best single rank, then by `.0`
 /// (order of first sight), so equal scores keep a stable order.
-fn sort_hits(hits: &mut [(usize, Cited)]) {
+fn sort_hits(hits: &mut [Ranked]) {
     hits.sort_by(|(sa, a), (sb, b)| {
         b.boosted
             .cmp(&a.boosted)
@@ -323,45 +344,78 @@ pub fn rerank_text(title: Option<&str>, text: &str) -> String {
     }
 }
 
-/// Add the record-level ranking to fused hits and cut them to `k`.
+/// Re-order the reranked head of `fused` by score and cut to `k` (the second stage of hybrid
+/// search; see the crate docs).
 ///
-/// `cosines` holds, for the record ids that were embedded (normally the first
+/// `cosines` holds, for the record ids the caller embedded (normally the first
 /// [`FusionConfig::rerank_depth`] of `fused`), the cosine of the record's own text with the
-/// query. Those records are ranked by it (ties keep the fused order) and each gets
-/// `rerank_weight / (k0 + rank)` more; the rest keep their score. A third ranking rather than
-/// a replacement: the chunk still carries the context a lone message lacks, and BM25 still
-/// finds the rare name that no embedding knows.
+/// query. Those hits get `α · bm25 / max bm25 + (1 − α) · (chunk + record cosine) / 2` as
+/// their score and go first (relevant memories still ahead of all), in that order; the hits
+/// without a cosine follow in their fused order. A record that no returned chunk holds has a
+/// chunk cosine below the lowest one returned, so that bound (or its own cosine, if lower)
+/// stands in for it rather than 0: a record found only by a rare word is not sunk for it.
+/// `c` must be the candidates `fused` came from (for the maximum and minimum scores).
 pub fn rerank(
     fused: Vec<Cited>,
+    c: Candidates<'_>,
     cosines: &HashMap<String, f32>,
     cfg: &FusionConfig,
     k: usize,
 ) -> Vec<Cited> {
-    let mut by_cosine: Vec<(usize, f32)> = fused
+    let bm25_max = c
+        .bm25
         .iter()
+        .chain(c.memory_bm25)
+        .map(|h| h.score)
+        .fold(0.0f32, f32::max);
+    let vector_min = c
+        .vector
+        .iter()
+        .chain(c.memory_vector)
+        .map(|h| h.score)
+        .reduce(f32::min);
+    let alpha = cfg.rerank_bm25_weight.clamp(0.0, 1.0);
+    let (mut head, tail): (Vec<Ranked>, Vec<Ranked>) = fused
+        .into_iter()
         .enumerate()
-        .filter_map(|(i, c)| cosines.get(&c.record_id).map(|s| (i, *s)))
-        .collect();
-    // Stable: equal cosines (a record embedded twice, say) keep the fused order.
-    by_cosine.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let mut out: Vec<(usize, Cited)> = fused.into_iter().enumerate().collect();
-    if cfg.rerank_weight > 0.0 {
-        for (rank, (i, _)) in by_cosine.into_iter().enumerate() {
-            if let Some((_, c)) = out.get_mut(i) {
-                c.record_rank = Some(rank + 1);
-                c.score += cfg.rerank_weight / (cfg.k0 + (rank + 1) as f64);
-            }
+        .partition(|(_, h)| cosines.contains_key(&h.record_id));
+    for (_, h) in &mut head {
+        let Some(&own) = cosines.get(&h.record_id) else {
+            continue;
+        };
+        let chunk = match (h.vector_score, vector_min) {
+            (Some(s), _) => s,
+            (None, Some(min)) => own.min(min),
+            (None, None) => own,
+        };
+        let words = match h.bm25_score {
+            Some(s) if bm25_max > 0.0 => f64::from(s / bm25_max),
+            _ => 0.0,
+        };
+        let meaning = (f64::from(chunk) + f64::from(own)) / 2.0;
+        h.record_cosine = Some(own);
+        h.score = alpha * words + (1.0 - alpha) * meaning;
+        if h.boosted {
+            h.score += cfg.memory_boost;
         }
     }
-    sort_hits(&mut out);
-    out.into_iter().take(k).map(|(_, c)| c).collect()
+    head.sort_by(|(sa, a), (sb, b)| {
+        b.boosted
+            .cmp(&a.boosted)
+            .then(b.score.total_cmp(&a.score))
+            .then(sa.cmp(sb))
+    });
+    head.into_iter()
+        .chain(tail)
+        .take(k)
+        .map(|(_, h)| h)
+        .collect()
 }
 
 fn best_rank(c: &Cited) -> usize {
     c.bm25_rank
         .into_iter()
         .chain(c.vector_rank)
-        .chain(c.record_rank)
         .min()
         .unwrap_or(usize::MAX)
 }
@@ -617,6 +671,114 @@ mod tests {
             .contains("caraway"));
     }
 
+    /// The fused head of a hybrid search for `q`, ready for [`rerank`].
+    fn head<'a>(c: Candidates<'a>, cfg: &FusionConfig) -> Vec<Cited> {
+        fuse("q", Mode::Hybrid, c, cfg, 30)
+    }
+
+    fn cos(pairs: &[(&str, f32)]) -> HashMap<String, f32> {
+        pairs.iter().map(|(id, s)| (id.to_string(), *s)).collect()
+    }
+
+    #[test]
+    fn rerank_orders_the_records_of_one_chunk_by_their_own_text() {
+        // A chat session: three messages share chunk rank 1; BM25 likes m1 on a common word.
+        let bm25 = [b("m1", 2.0), b("x", 1.0)];
+        let vector = [v("s", &["m1", "m2", "m3"], 0.6), v("t", &["x"], 0.3)];
+        let c = Candidates {
+            bm25: &bm25,
+            vector: &vector,
+            ..Default::default()
+        };
+        let cfg = FusionConfig::default();
+        let fused = head(c, &cfg);
+        assert_eq!(order(&fused)[0], "m1", "RRF: presence in both lists wins");
+        let own = cos(&[("m1", 0.1), ("m2", 0.8), ("m3", 0.3), ("x", 0.2)]);
+        let hits = rerank(fused, c, &own, &cfg, 10);
+        // m2: 0.8·(0.6 + 0.8)/2 = 0.56 beats m1: 0.2·1 + 0.8·(0.6 + 0.1)/2 = 0.48.
+        assert_eq!(order(&hits), vec!["m2", "m1", "m3", "x"]);
+        assert!((hits[0].score - 0.56).abs() < 1e-6, "{}", hits[0].score);
+        assert!((hits[1].score - 0.48).abs() < 1e-6, "{}", hits[1].score);
+        assert_eq!(hits[0].record_cosine, Some(0.8));
+        assert_eq!(hits[0].vector_score, Some(0.6));
+        assert_eq!(hits[1].bm25_score, Some(2.0));
+        // Ranks are kept for the citation, whatever the new order.
+        assert_eq!((hits[1].bm25_rank, hits[1].vector_rank), (Some(1), Some(1)));
+        // All words (α = 1) is BM25's order again.
+        let words = FusionConfig {
+            rerank_bm25_weight: 1.0,
+            ..cfg
+        };
+        assert_eq!(
+            order(&rerank(head(c, &words), c, &own, &words, 2)),
+            vec!["m1", "x"]
+        );
+    }
+
+    #[test]
+    fn a_record_found_only_by_words_is_not_sunk_by_its_missing_chunk() {
+        // "Matteucci": vectors know nothing of the name, BM25 does.
+        let bm25 = [b("name", 8.0)];
+        let vector = [v("c1", &["a"], 0.35), v("c2", &["b"], 0.3)];
+        let c = Candidates {
+            bm25: &bm25,
+            vector: &vector,
+            ..Default::default()
+        };
+        let cfg = FusionConfig::default();
+        let own = cos(&[("name", 0.25), ("a", 0.35), ("b", 0.3)]);
+        let hits = rerank(head(c, &cfg), c, &own, &cfg, 10);
+        // name: 0.2 + 0.8·(0.25 + min(0.25, 0.3))/2 = 0.4 > a: 0.8·0.35 = 0.28.
+        assert_eq!(order(&hits), vec!["name", "a", "b"]);
+        assert!((hits[0].score - 0.4).abs() < 1e-6, "{}", hits[0].score);
+        // Its own cosine above the lowest chunk's is capped there: no chunk held it.
+        let own = cos(&[("name", 0.9), ("a", 0.35), ("b", 0.3)]);
+        let hits = rerank(head(c, &cfg), c, &own, &cfg, 10);
+        assert!((hits[0].score - (0.2 + 0.8 * (0.9 + 0.3) / 2.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rerank_keeps_memories_first_and_the_unembedded_tail_in_order() {
+        let bm25 = [b("r0", 5.0), b("r1", 4.0), b("r2", 3.0), b("r3", 2.0)];
+        let vector = [v("c0", &["r0"], 0.5)];
+        let memory_vector = [mem_v("mem", 0.45)];
+        let c = Candidates {
+            bm25: &bm25,
+            vector: &vector,
+            memory_vector: &memory_vector,
+            ..Default::default()
+        };
+        let cfg = FusionConfig::default();
+        let fused = head(c, &cfg);
+        assert_eq!(order(&fused), vec!["mem", "r0", "r1", "r2", "r3"]);
+        // Only the first three were embedded (depth 3): r1 overtakes r0, r2 and r3 follow.
+        let own = cos(&[("mem", 0.0), ("r0", 0.0), ("r1", 0.9)]);
+        let hits = rerank(fused.clone(), c, &own, &cfg, 10);
+        assert_eq!(order(&hits), vec!["mem", "r1", "r0", "r2", "r3"]);
+        assert!(hits[0].boosted && hits[0].score > 1.0);
+        assert_eq!(hits[3].record_cosine, None);
+        assert_eq!(rerank(fused.clone(), c, &own, &cfg, 2).len(), 2);
+        // No cosines: the fused order, cut at k.
+        assert_eq!(
+            order(&rerank(fused, c, &HashMap::new(), &cfg, 3)),
+            vec!["mem", "r0", "r1"]
+        );
+    }
+
+    #[test]
+    fn rerank_text_gives_a_reply_its_subject() {
+        assert_eq!(
+            rerank_text(Some("Re: Fyne Court"), " Dear Ada, come. "),
+            "Re: Fyne Court\nDear Ada, come."
+        );
+        assert_eq!(
+            rerank_text(Some("Flyology"), "# Flyology\n\nI mean to fly."),
+            "# Flyology\n\nI mean to fly."
+        );
+        assert_eq!(rerank_text(Some(" "), "text"), "text");
+        assert_eq!(rerank_text(None, "text"), "text");
+    }
+
     #[test]
     fn modes_parse_and_print() {
         for m in Mode::ALL {
@@ -669,6 +831,46 @@ mod proptests {
                 for h in &hits {
                     prop_assert!(h.bm25_rank.is_some() || h.vector_rank.is_some());
                 }
+            }
+        }
+
+        #[test]
+        fn rerank_is_a_reordering_of_the_fused_hits(
+            bm in proptest::collection::vec((0..20u8, 0.0f32..10.0, any::<bool>()), 0..20),
+            ve in proptest::collection::vec((proptest::collection::vec(0..20u8, 1..4), -1.0f32..1.0, any::<bool>()), 0..20),
+            own in proptest::collection::vec(-1.0f32..1.0, 20),
+            depth in 0..25usize,
+            k in 1..15usize,
+        ) {
+            let bm25: Vec<Bm25Hit> = bm.iter().map(|(id, s, m)| Bm25Hit {
+                record_id: format!("r{id}"), score: *s, snippet: None, memory: *m,
+            }).collect();
+            let vector: Vec<VectorHit> = ve.iter().enumerate().map(|(i, (ids, s, m))| VectorHit {
+                chunk_id: format!("c{i}"), record_ids: ids.iter().map(|id| format!("r{id}")).collect(),
+                score: *s, text: "t".into(), memory: *m,
+            }).collect();
+            let c = Candidates { bm25: &bm25, vector: &vector, ..Default::default() };
+            let cfg = FusionConfig::default();
+            let fused = fuse("q", Mode::Hybrid, c, &cfg, 40);
+            let cosines: HashMap<String, f32> = fused.iter().take(depth)
+                .map(|h| {
+                    let n: usize = h.record_id[1..].parse().unwrap();
+                    (h.record_id.clone(), own[n])
+                })
+                .collect();
+            let hits = rerank(fused.clone(), c, &cosines, &cfg, k);
+            prop_assert_eq!(hits.len(), fused.len().min(k));
+            let mut ids: Vec<&str> = hits.iter().map(|h| h.record_id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            prop_assert_eq!(ids.len(), hits.len());
+            // Relevant memories stay ahead; the reranked head is sorted by its new score.
+            for w in hits.windows(2) {
+                prop_assert!(w[0].boosted || !w[1].boosted);
+                if w[0].boosted == w[1].boosted && w[0].record_cosine.is_some() && w[1].record_cosine.is_some() {
+                    prop_assert!(w[0].score >= w[1].score);
+                }
+                prop_assert!(w[0].record_cosine.is_some() || w[1].record_cosine.is_none() || w[1].boosted);
             }
         }
     }

@@ -1,9 +1,9 @@
 //! Semantic memory in the embedded deployment: the candle embedder and the qdrant-edge store
 //! under the data directory, and hybrid search over BM25 + vectors with citations.
 //!
-//! Hybrid search embeds the own text of its top fused candidates at query time and adds that
-//! record-level ranking to the fusion ([`avatar_retrieve::rerank`]); bm25 and vector modes are
-//! the plain single rankings, so `eval retrieval` keeps comparing like with like.
+//! Hybrid search embeds the own text of its top fused candidates at query time and re-orders
+//! them by words and meaning together ([`avatar_retrieve::rerank`]); bm25 and vector modes are
+//! the plain single rankings (no rerank), so `eval retrieval` compares them honestly.
 
 use crate::app::App;
 use anyhow::{bail, Context, Result};
@@ -165,8 +165,9 @@ impl Filters {
 }
 
 /// Fusion weights: the defaults, overridden by `AVATAR_BM25_WEIGHT`, `AVATAR_VECTOR_WEIGHT`,
-/// `AVATAR_RRF_K0`, `AVATAR_RERANK_WEIGHT` and `AVATAR_RERANK_DEPTH` (0 turns record-level
-/// reranking off); tune them with `avatar eval retrieval` on your own queries.
+/// `AVATAR_RRF_K0`, `AVATAR_RERANK_BM25_WEIGHT` and `AVATAR_RERANK_DEPTH` (0 turns the
+/// record-level rerank of hybrid search off); tune them with `avatar eval retrieval` on your
+/// own queries.
 pub fn fusion_config() -> FusionConfig {
     let mut cfg = FusionConfig {
         bm25_weight: DEFAULT_BM25_WEIGHT,
@@ -182,8 +183,8 @@ pub fn fusion_config() -> FusionConfig {
     if let Some(k0) = read("AVATAR_RRF_K0") {
         cfg.k0 = k0;
     }
-    if let Some(w) = read("AVATAR_RERANK_WEIGHT") {
-        cfg.rerank_weight = w;
+    if let Some(w) = read("AVATAR_RERANK_BM25_WEIGHT") {
+        cfg.rerank_bm25_weight = w;
     }
     if let Some(d) = std::env::var("AVATAR_RERANK_DEPTH")
         .ok()
@@ -326,27 +327,20 @@ pub fn search(
     }
     let cfg = fusion_config();
     let rerank = match (mode, semantic, query_vector) {
-        (Mode::Hybrid, Some(sem), Some(q)) if cfg.rerank_depth > 0 && cfg.rerank_weight > 0.0 => {
-            Some((sem, q))
-        }
+        (Mode::Hybrid, Some(sem), Some(q)) if cfg.rerank_depth > 0 => Some((sem, q)),
         _ => None,
     };
     let depth = match rerank {
         Some(_) => k.max(cfg.rerank_depth),
         None => k,
     };
-    let cited = avatar_retrieve::fuse(
-        query,
-        mode,
-        Candidates {
-            bm25: &bm25,
-            vector: &vector,
-            memory_bm25: &memory_bm25,
-            memory_vector: &memory_vector,
-        },
-        &cfg,
-        depth,
-    );
+    let candidates = Candidates {
+        bm25: &bm25,
+        vector: &vector,
+        memory_bm25: &memory_bm25,
+        memory_vector: &memory_vector,
+    };
+    let cited = avatar_retrieve::fuse(query, mode, candidates, &cfg, depth);
     let mut records = HashMap::with_capacity(cited.len());
     for c in &cited {
         if let Some(record) = app.records.get(&c.record_id)? {
@@ -355,13 +349,13 @@ pub fn search(
     }
     let cited = match rerank {
         Some((sem, q)) => {
-            let candidates: Vec<&Record> = cited
+            let head: Vec<&Record> = cited
                 .iter()
                 .take(cfg.rerank_depth)
                 .filter_map(|c| records.get(&c.record_id))
                 .collect();
-            let cosines = sem.record_cosines(&q, &candidates)?;
-            avatar_retrieve::rerank(cited, &cosines, &cfg, k)
+            let cosines = sem.record_cosines(&q, &head)?;
+            avatar_retrieve::rerank(cited, candidates, &cosines, &cfg, k)
         }
         None => cited,
     };
