@@ -12,11 +12,12 @@ use avatar_dataset::{DatasetConfig, DatasetStats};
 use avatar_llm::chat::ChatMessage;
 use avatar_llm::generate::{generate, SamplingParams};
 use avatar_llm::lora::LoraConfig;
+use avatar_llm::qmodel::{QLlama, QLlamaSession};
 use avatar_llm::train::TrainConfig;
 use avatar_runtime::{EventLog, RecordStore};
 use avatar_schemas::dataset::{SftExample, SftSplit};
 use avatar_schemas::{Envelope, Payload, TrainResult};
-use avatar_trainer::{BaseModel, LlamaSession, TrainOptions};
+use avatar_trainer::{BaseModel, TrainOptions};
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -306,8 +307,19 @@ pub struct AskArgs {
     pub json: bool,
 }
 
-/// The answering model: the finetuned one, or the base with a note when none is trained yet.
+/// The answering model: the finetuned one (adapter merged, Q8_0 for speed), or the base with a
+/// note when none is trained yet.
 fn answering_model(
+    app: &App,
+    avatar: &str,
+    base: &BaseModel,
+    quiet: bool,
+) -> Result<(QLlama, bool)> {
+    let (m, tuned) = answering_model_f32(app, avatar, base, quiet)?;
+    Ok((QLlama::from_llama(&m)?, tuned))
+}
+
+fn answering_model_f32(
     app: &App,
     avatar: &str,
     base: &BaseModel,
@@ -379,7 +391,7 @@ fn answer(
     app: &App,
     avatar: &str,
     base: &BaseModel,
-    model: &avatar_llm::model::Llama,
+    model: &QLlama,
     history: &[ChatMessage],
     question: &str,
     a: &AskArgs,
@@ -411,7 +423,7 @@ fn answer(
         max_new_tokens: a.max_tokens,
         ..SamplingParams::default()
     };
-    let mut session = LlamaSession::new(model);
+    let mut session = QLlamaSession::new(model);
     let g = generate(
         &mut session,
         &base.tokenizer,

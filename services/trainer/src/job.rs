@@ -8,8 +8,8 @@ use avatar_llm::eval::{compare, StyleComparison};
 use avatar_llm::generate::{generate, SamplingParams};
 use avatar_llm::lora::LoraConfig;
 use avatar_llm::model::Llama;
-use avatar_llm::model::LlamaSession;
 use avatar_llm::peft::{load_adapter, save_adapter, AdapterConfig};
+use avatar_llm::qmodel::{QLlama, QLlamaSession};
 use avatar_llm::sft::SftEncoder;
 use avatar_llm::train::{pack, perplexity, train, Packed, StepStats, TrainConfig};
 use avatar_schemas::dataset::{SftExample, SftKind, SftRole, SftSplit};
@@ -295,6 +295,9 @@ pub fn evaluate(
         max_new_tokens: 64,
         ..SamplingParams::greedy(64)
     };
+    // Samples come from the Q8_0 serving models, as `ask` answers (adapter merged).
+    let q_plain = QLlama::from_llama(&plain)?;
+    let q_tuned = QLlama::from_llama(&tuned)?;
     let mut real = Vec::new();
     let mut gen_base = Vec::new();
     let mut gen_tuned = Vec::new();
@@ -312,7 +315,7 @@ pub fn evaluate(
             .map_err(|e| TrainerError::Data(e.to_string()))?
             .get_ids()
             .to_vec();
-        let mut s = LlamaSession::new(&plain);
+        let mut s = QLlamaSession::new(&q_plain);
         let b = generate(
             &mut s,
             &base.tokenizer,
@@ -321,7 +324,7 @@ pub fn evaluate(
             &base.eos_ids,
             |_| true,
         )?;
-        let mut s = LlamaSession::new(&tuned);
+        let mut s = QLlamaSession::new(&q_tuned);
         let t = generate(
             &mut s,
             &base.tokenizer,
