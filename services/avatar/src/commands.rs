@@ -3,7 +3,7 @@
 use crate::app::{default_data_dir, App};
 use crate::{
     Cli, Command, DatasetCommand, EvalCommand, ExportCommand, IdentityCommand, MemoryCommand,
-    TrainCommand,
+    ServeCommand, TokenCommand, TrainCommand,
 };
 use anyhow::{bail, Context, Result};
 use avatar_runtime::{BlobStore, EventLog, RecordStore, SearchIndex};
@@ -126,6 +126,21 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         },
         Command::Demo { keep, train_steps } => crate::demo::run(keep, cli.quiet, train_steps),
+        Command::Up { addr, base } => up(&ctx, addr, base),
+        Command::Serve {
+            command: ServeCommand::Query { addr, base },
+        } => serve(&ctx, ctx.open()?, addr, base),
+        Command::Token { command } => match command {
+            TokenCommand::Create { role } => token_create(&ctx, &role),
+            TokenCommand::List { json } => token_list(&ctx, json),
+            TokenCommand::Revoke { id } => token_revoke(&ctx, &id),
+        },
+        Command::Persona {
+            about,
+            style,
+            disclosure,
+            json,
+        } => persona(&ctx, about, style, disclosure, json),
     }
 }
 
@@ -779,6 +794,127 @@ pub fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
             d["error_kind"].as_str().unwrap_or(""),
             d["reason"].as_str().unwrap_or("")
         );
+    }
+    Ok(())
+}
+
+/// `avatar up`: one process for everything. Pending log events are processed first so the
+/// API answers over everything ingested so far.
+fn up(ctx: &Ctx, addr: std::net::SocketAddr, base: Option<String>) -> Result<()> {
+    let app = ctx.open()?;
+    let start = app.log.checkpoint(avatar_processor::PARSE)?;
+    let bar = ctx.bar(app.log.end()?.saturating_sub(start), "processing");
+    let report = app.process(&mut |p| {
+        bar.set_length(p.end.saturating_sub(start));
+        bar.set_position(p.offset.saturating_sub(start));
+    })?;
+    bar.finish_and_clear();
+    if report.records > 0 || !report.dead_letters.is_empty() {
+        eprintln!(
+            "processed pending events: {} record(s), {} dead letter(s)",
+            report.records,
+            report.dead_letters.len()
+        );
+    }
+    serve(ctx, app, addr, base)
+}
+
+/// Serves the query API over `app` until Ctrl-C / SIGTERM.
+fn serve(ctx: &Ctx, app: App, addr: std::net::SocketAddr, base: Option<String>) -> Result<()> {
+    let tokens = std::sync::Arc::new(open_tokens(&app.dir)?);
+    let avatar_list = app.avatars()?;
+    let backend = std::sync::Arc::new(crate::serve::EmbeddedBackend::new(app, base));
+    eprintln!("web UI and API: http://{addr}/  (OpenAI-compatible: http://{addr}/v1)");
+    let example = match avatar_list.as_slice() {
+        [one] => format!(" --avatar {}", one.avatar_id),
+        _ => " --avatar ID".to_string(),
+    };
+    eprintln!(
+        "{} API token(s); create one with: avatar --data {} token create{example} --role viewer|editor|owner",
+        tokens.list()?.len(),
+        ctx.data.display()
+    );
+    let state = avatar_query::AppState::new(backend, tokens);
+    avatar_query::serve_blocking(addr, state).with_context(|| format!("cannot serve on {addr}"))?;
+    Ok(())
+}
+
+fn open_tokens(data: &Path) -> Result<avatar_query::TokenStore> {
+    std::fs::create_dir_all(data)?;
+    let path = data.join("auth.db");
+    avatar_query::TokenStore::open(&path)
+        .with_context(|| format!("cannot open the token store {}", path.display()))
+}
+
+fn token_create(ctx: &Ctx, role: &str) -> Result<()> {
+    let role: avatar_query::Role = role.parse()?;
+    let app = ctx.open()?;
+    let avatar = app.avatar(ctx.avatar.as_deref())?;
+    let token = open_tokens(&app.dir)?.create(&avatar.avatar_id, role)?;
+    // The token alone on stdout (scripts capture it); the advice on stderr.
+    println!("{token}");
+    eprintln!(
+        "{role} token for `{}`: shown once, keep it secret. Send it as `Authorization: Bearer <token>`.",
+        avatar.avatar_id
+    );
+    Ok(())
+}
+
+fn token_list(ctx: &Ctx, as_json: bool) -> Result<()> {
+    let list = open_tokens(&ctx.data)?.list()?;
+    for t in &list {
+        if as_json {
+            println!("{}", serde_json::to_string(t)?);
+        } else {
+            println!("{}  {:<7} {}  {}", t.id, t.role, t.avatar, t.created_at);
+        }
+    }
+    if list.is_empty() && !as_json {
+        println!("no tokens; create one with `avatar token create --role viewer`");
+    }
+    Ok(())
+}
+
+fn token_revoke(ctx: &Ctx, id: &str) -> Result<()> {
+    if !open_tokens(&ctx.data)?.revoke(id)? {
+        bail!("no token with id `{id}` (see `avatar token list`)");
+    }
+    println!("revoked token {id}");
+    Ok(())
+}
+
+fn persona(
+    ctx: &Ctx,
+    about: Option<String>,
+    style: Option<String>,
+    disclosure: Option<String>,
+    as_json: bool,
+) -> Result<()> {
+    let app = ctx.open()?;
+    let avatar = app.avatar(ctx.avatar.as_deref())?;
+    let mut card = crate::serve::load_card(&app.dir, &avatar)?;
+    let changed = about.is_some() || style.is_some() || disclosure.is_some();
+    if let Some(t) = about {
+        card.about = t;
+    }
+    if let Some(t) = style {
+        card.style = t;
+    }
+    if let Some(t) = disclosure {
+        card.disclosure = t;
+    }
+    if changed {
+        crate::serve::save_card(&app.dir, &avatar.avatar_id, &card)?;
+        // Read back so a blank disclosure shows the default it falls back to.
+        card = crate::serve::load_card(&app.dir, &avatar)?;
+    }
+    if as_json {
+        println!("{}", serde_json::to_string(&card)?);
+    } else {
+        println!("name:       {}", card.name);
+        println!("about:      {}", card.about);
+        println!("style:      {}", card.style);
+        println!("disclosure: {}", card.disclosure);
     }
     Ok(())
 }

@@ -41,7 +41,7 @@ fn device() -> Device {
     Device::Cpu
 }
 
-fn load_base(base: Option<&str>, quiet: bool) -> Result<BaseModel> {
+pub fn load_base(base: Option<&str>, quiet: bool) -> Result<BaseModel> {
     let path = avatar_trainer::resolve_base(base)?;
     if !quiet {
         eprintln!("loading base model {}", path.display());
@@ -309,23 +309,23 @@ pub struct AskArgs {
 
 /// The answering model: the finetuned one (adapter merged, Q8_0 for speed), or the base with a
 /// note when none is trained yet.
-fn answering_model(
-    app: &App,
+pub fn answering_model(
+    data: &Path,
     avatar: &str,
     base: &BaseModel,
     quiet: bool,
 ) -> Result<(QLlama, bool)> {
-    let (m, tuned) = answering_model_f32(app, avatar, base, quiet)?;
+    let (m, tuned) = answering_model_f32(data, avatar, base, quiet)?;
     Ok((QLlama::from_llama(&m)?, tuned))
 }
 
 fn answering_model_f32(
-    app: &App,
+    data: &Path,
     avatar: &str,
     base: &BaseModel,
     quiet: bool,
 ) -> Result<(avatar_llm::model::Llama, bool)> {
-    let dir = model_dir(&app.dir, avatar);
+    let dir = model_dir(data, avatar);
     match avatar_trainer::load_finetuned(base, &dir, &device()) {
         Ok((m, _)) => Ok((m, true)),
         Err(avatar_trainer::TrainerError::NoModel(msg)) => {
@@ -346,7 +346,7 @@ fn answering_model_f32(
 }
 
 /// The user turn for a question: retrieved passages quoted as data, then the question.
-fn grounded_question(question: &str, hits: &[crate::semantic::Hit]) -> String {
+pub fn grounded_question(question: &str, hits: &[crate::semantic::Hit]) -> String {
     if hits.is_empty() {
         return question.to_string();
     }
@@ -387,6 +387,65 @@ fn citations(hits: &[crate::semantic::Hit]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The passages an answer is grounded in: hybrid search over the avatar's records (none when
+/// `k` is 0).
+pub fn retrieve(
+    app: &App,
+    avatar: &str,
+    question: &str,
+    k: usize,
+) -> Result<Vec<crate::semantic::Hit>> {
+    if k == 0 {
+        return Ok(Vec::new());
+    }
+    // Without an embedding model hybrid search falls back to words (and says so): say it once
+    // here by asking for words directly.
+    let mode = if app.semantic.is_some() {
+        avatar_retrieve::Mode::Hybrid
+    } else {
+        avatar_retrieve::Mode::Bm25
+    };
+    crate::semantic::search(
+        app,
+        avatar,
+        question,
+        mode,
+        k,
+        &crate::semantic::Filters::default(),
+    )
+}
+
+/// Renders `msgs` with the base model's chat template and generates the reply, streaming text
+/// pieces to `on_text` (false stops). The reply continues `assistant_prefix` (text already
+/// said, e.g. the disclosure line). Shared by `ask`, `chat` and the query service.
+pub fn generate_reply(
+    base: &BaseModel,
+    model: &QLlama,
+    msgs: &[ChatMessage],
+    assistant_prefix: &str,
+    params: &SamplingParams,
+    on_text: impl FnMut(&str) -> bool,
+) -> Result<avatar_llm::generate::Generation> {
+    let mut prompt = base.template.render(msgs, true)?;
+    prompt.push_str(assistant_prefix);
+    let ids = base
+        .tokenizer
+        .encode(prompt.as_str(), false)
+        .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?
+        .get_ids()
+        .to_vec();
+    let mut session = QLlamaSession::new(model);
+    Ok(generate(
+        &mut session,
+        &base.tokenizer,
+        &ids,
+        params,
+        &base.eos_ids,
+        on_text,
+    )?)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn answer(
     app: &App,
     avatar: &str,
@@ -394,57 +453,40 @@ fn answer(
     model: &QLlama,
     history: &[ChatMessage],
     question: &str,
+    disclosure: &str,
     a: &AskArgs,
     mut on_text: impl FnMut(&str),
 ) -> Result<(String, Vec<crate::semantic::Hit>)> {
-    let hits = if a.k > 0 {
-        crate::semantic::search(
-            app,
-            avatar,
-            question,
-            avatar_retrieve::Mode::Hybrid,
-            a.k,
-            &crate::semantic::Filters::default(),
-        )?
+    let hits = retrieve(app, avatar, question, a.k)?;
+    // The guardrail: asked whether it is the real person, the avatar says first what it is.
+    let prefix = if crate::serve::asks_about_identity(question) {
+        format!("{disclosure} ")
     } else {
-        Vec::new()
+        String::new()
     };
+    on_text(&prefix);
     let mut msgs = history.to_vec();
     msgs.push(ChatMessage::user(grounded_question(question, &hits)));
-    let prompt = base.template.render(&msgs, true)?;
-    let ids = base
-        .tokenizer
-        .encode(prompt.as_str(), false)
-        .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?
-        .get_ids()
-        .to_vec();
     let params = SamplingParams {
         temperature: a.temperature as f32,
         max_new_tokens: a.max_tokens,
         ..SamplingParams::default()
     };
-    let mut session = QLlamaSession::new(model);
-    let g = generate(
-        &mut session,
-        &base.tokenizer,
-        &ids,
-        &params,
-        &base.eos_ids,
-        |t| {
-            on_text(t);
-            true
-        },
-    )?;
-    Ok((g.text.trim().to_string(), hits))
+    let g = generate_reply(base, model, &msgs, &prefix, &params, |t| {
+        on_text(t);
+        true
+    })?;
+    Ok((format!("{prefix}{}", g.text).trim().to_string(), hits))
 }
 
 pub fn ask(ctx: &Ctx, question: &str, a: &AskArgs) -> Result<()> {
     let app = App::open(&ctx.data)?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let base = load_base(a.base.as_deref(), true)?;
-    let (model, finetuned) = answering_model(&app, &avatar.avatar_id, &base, ctx.quiet || a.json)?;
-    let card_prompt = persona(&avatar.name);
-    let history = vec![ChatMessage::system(card_prompt)];
+    let (model, finetuned) =
+        answering_model(&app.dir, &avatar.avatar_id, &base, ctx.quiet || a.json)?;
+    let card = crate::serve::load_card(&app.dir, &avatar)?;
+    let history = vec![ChatMessage::system(crate::serve::system_prompt(&card))];
     let mut out = std::io::stdout();
     let stream = !a.json;
     let (text, hits) = answer(
@@ -454,6 +496,7 @@ pub fn ask(ctx: &Ctx, question: &str, a: &AskArgs) -> Result<()> {
         &model,
         &history,
         question,
+        &card.disclosure,
         a,
         |t| {
             if stream {
@@ -480,8 +523,9 @@ pub fn chat(ctx: &Ctx, a: &AskArgs) -> Result<()> {
     let app = App::open(&ctx.data)?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let base = load_base(a.base.as_deref(), true)?;
-    let (model, _) = answering_model(&app, &avatar.avatar_id, &base, ctx.quiet)?;
-    let mut history = vec![ChatMessage::system(persona(&avatar.name))];
+    let (model, _) = answering_model(&app.dir, &avatar.avatar_id, &base, ctx.quiet)?;
+    let card = crate::serve::load_card(&app.dir, &avatar)?;
+    let mut history = vec![ChatMessage::system(crate::serve::system_prompt(&card))];
     eprintln!(
         "chatting with {} (an avatar built from their records, not the person). Empty line or Ctrl-D ends.",
         avatar.name
@@ -503,6 +547,7 @@ pub fn chat(ctx: &Ctx, a: &AskArgs) -> Result<()> {
             &model,
             &history,
             &q,
+            &card.disclosure,
             a,
             |t| {
                 let _ = out.write_all(t.as_bytes());

@@ -6,6 +6,7 @@ mod commands;
 mod demo;
 mod llm;
 mod semantic;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -178,6 +179,49 @@ pub enum Command {
         #[command(flatten)]
         opts: AskOpts,
     },
+    /// Everything in one process: process what is pending in the log, then serve the HTTP API
+    /// (OpenAI-compatible chat, search, memories) and the web UI until Ctrl-C.
+    ///
+    /// Example: avatar up --addr 127.0.0.1:8377, then `avatar token create --role owner`.
+    Up {
+        /// Address to listen on (use 0.0.0.0:PORT to serve other machines).
+        #[arg(long, default_value = DEFAULT_ADDR)]
+        addr: std::net::SocketAddr,
+        /// Base model for answers (default: SmolLM2-135M-Instruct from infra/fetch-models.sh).
+        #[arg(long)]
+        base: Option<String>,
+    },
+    /// Run one service on its own: `avatar serve query` serves the API over this data directory.
+    Serve {
+        #[command(subcommand)]
+        command: ServeCommand,
+    },
+    /// API tokens, each granting one role on one avatar (stored hashed in DIR/auth.db).
+    ///
+    /// Roles: viewer (ask, chat, search, read), editor (viewer + add/delete memories), owner.
+    /// Example: avatar token create --avatar ada-lovelace --role viewer
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Show or set the avatar's persona card: who they were, how they wrote, and the line the
+    /// avatar starts with when asked whether it is the real person.
+    ///
+    /// Example: avatar persona --about "Mathematician in London" --style "Long, warm letters"
+    Persona {
+        /// Who they were: life, work, people, places.
+        #[arg(long)]
+        about: Option<String>,
+        /// How they wrote: tone, length, habits, phrases.
+        #[arg(long)]
+        style: Option<String>,
+        /// The disclosure line (default: "I am an avatar of NAME, built from what they left
+        /// behind — not NAME themself.").
+        #[arg(long)]
+        disclosure: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The main job end to end on samples shipped with Avatar: init, ingest, search, replay.
     Demo {
         /// Keep the demo's data directory here instead of a temporary one.
@@ -187,6 +231,37 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         train_steps: usize,
     },
+}
+
+/// Where `avatar up` and `avatar serve query` listen by default (loopback only).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8377";
+
+#[derive(Subcommand, Debug)]
+pub enum ServeCommand {
+    /// The query API and web UI (no log processing; run `avatar up` for everything).
+    Query {
+        #[arg(long, default_value = DEFAULT_ADDR)]
+        addr: std::net::SocketAddr,
+        #[arg(long)]
+        base: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token for the avatar (--avatar ID, or the only one) and print it once.
+    Create {
+        /// viewer, editor or owner.
+        #[arg(long)]
+        role: String,
+    },
+    /// List tokens (their ids, never the tokens).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by the id `token list` shows.
+    Revoke { id: String },
 }
 
 #[derive(clap::Args, Debug)]

@@ -1,0 +1,680 @@
+//! The query service over the embedded data directory: [`EmbeddedBackend`] implements
+//! [`avatar_query::Backend`] with the same stores, search and model the CLI uses, so `avatar up`
+//! answers over HTTP exactly what `avatar search` / `avatar ask` answer in the terminal.
+//!
+//! Also here: the persona card (`DIR/personas/<avatar>.json`: who the person was and how they
+//! wrote, used in the system prompt) and the disclosure guardrail: asked whether it is the real
+//! person, alive, human or a bot, the avatar's answer starts with the disclosure line.
+
+use crate::app::App;
+use anyhow::{Context, Result};
+use avatar_llm::chat::ChatMessage;
+use avatar_llm::generate::{FinishReason, SamplingParams};
+use avatar_llm::qmodel::QLlama;
+use avatar_query::{
+    Answer, AskParams, AvatarInfo, Backend, BackendError, BackendResult, Citation, MemoryView,
+    NewMemory, SearchQuery, Turn,
+};
+use avatar_runtime::{EventLog, RecordStore};
+use avatar_schemas::{AvatarCreated, Envelope, Forget, ForgetTarget, Payload, Record, RecordKind};
+use avatar_trainer::BaseModel;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+/// The most records one request may retrieve: bounds the work a client can ask for.
+const MAX_K: usize = 100;
+/// Earlier turns of a conversation kept in the prompt (the model's context is small).
+const HISTORY_TURNS: usize = 8;
+
+// ───────────────────────────── persona card ─────────────────────────────
+
+/// Who the avatar is, as its owner describes them. Stored as JSON so it can be edited by hand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonaCard {
+    pub name: String,
+    /// Who they were: life, work, people, places.
+    #[serde(default)]
+    pub about: String,
+    /// How they wrote: tone, length, habits, phrases.
+    #[serde(default)]
+    pub style: String,
+    /// The line the avatar starts with when asked whether it is the real person.
+    #[serde(default)]
+    pub disclosure: String,
+}
+
+impl PersonaCard {
+    /// The card of an avatar nobody described yet.
+    pub fn new(name: &str) -> PersonaCard {
+        PersonaCard {
+            name: name.to_string(),
+            about: String::new(),
+            style: String::new(),
+            disclosure: default_disclosure(name),
+        }
+    }
+}
+
+pub fn default_disclosure(name: &str) -> String {
+    format!("I am an avatar of {name}, built from what they left behind — not {name} themself.")
+}
+
+pub fn card_path(data: &Path, avatar: &str) -> PathBuf {
+    data.join("personas").join(format!("{avatar}.json"))
+}
+
+/// The avatar's card, or the default one when none was written. A hand-edited card with an
+/// empty name or disclosure gets the defaults for them (the guardrail never goes blank).
+pub fn load_card(data: &Path, avatar: &AvatarCreated) -> Result<PersonaCard> {
+    let path = card_path(data, &avatar.avatar_id);
+    let mut card = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<PersonaCard>(&bytes)
+            .with_context(|| format!("{} is not a persona card", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => PersonaCard::new(&avatar.name),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    if card.name.trim().is_empty() {
+        card.name = avatar.name.clone();
+    }
+    if card.disclosure.trim().is_empty() {
+        card.disclosure = default_disclosure(&card.name);
+    }
+    Ok(card)
+}
+
+/// Writes the card atomically (a crash leaves the old card or the new one).
+pub fn save_card(data: &Path, avatar: &str, card: &PersonaCard) -> Result<PathBuf> {
+    let path = card_path(data, avatar);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let tmp = path.with_extension("json.part");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(card)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// The system prompt: the persona line the model was trained with, then the card, then the
+/// rule the guardrail enforces.
+pub fn system_prompt(card: &PersonaCard) -> String {
+    let name = &card.name;
+    let mut s = crate::llm::persona(name);
+    if !card.about.trim().is_empty() {
+        s.push_str(&format!("\nWho {name} was: {}", card.about.trim()));
+    }
+    if !card.style.trim().is_empty() {
+        s.push_str(&format!("\nHow {name} wrote: {}", card.style.trim()));
+    }
+    s.push_str(&format!(
+        "\nYou are an avatar built from {name}'s records, not {name}: if asked whether you are \
+         really {name}, alive, human or an AI, say so plainly."
+    ));
+    s
+}
+
+/// Whether `text` asks the avatar if it is the real person, alive, human, or an AI/bot. A pure
+/// function over English patterns: false negatives are possible, the system prompt covers them.
+pub fn asks_about_identity(text: &str) -> bool {
+    let t: String = text
+        .to_lowercase()
+        .replace(['’', '\''], "")
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect();
+    let t = format!(" {} ", t.split_whitespace().collect::<Vec<_>>().join(" "));
+    const SUBJECTS: &[&str] = &[
+        " are you ",
+        " r u ",
+        " is this ",
+        " is that ",
+        " am i talking to ",
+        " am i speaking to ",
+        " am i speaking with ",
+        " am i chatting with ",
+        " am i talking with ",
+    ];
+    const WHAT: &[&str] = &[
+        " real ",
+        " really ",
+        " alive ",
+        " dead ",
+        " human ",
+        " a person ",
+        " a real person ",
+        " an ai ",
+        " ai ",
+        " a bot ",
+        " bot ",
+        " a robot ",
+        " a chatbot ",
+        " a machine ",
+        " a computer ",
+        " a program ",
+        " an avatar ",
+        " a simulation ",
+        " the real ",
+        " actually ",
+        " still alive ",
+        " still with us ",
+    ];
+    SUBJECTS.iter().any(|s| {
+        t.match_indices(s).any(|(i, _)| {
+            // The pattern must follow the subject closely ("are you real", "are you really
+            // Ada", "is this an AI"), not somewhere later in a long sentence.
+            let rest = &t[i + s.len() - 1..];
+            let window: String = rest.chars().take(24).collect();
+            WHAT.iter().any(|w| window.contains(w))
+        })
+    }) || t.contains(" who am i talking to ")
+        || t.contains(" who am i speaking to ")
+        || t.contains(" who are you really ")
+}
+
+// ───────────────────────────── backend ─────────────────────────────
+
+/// A loaded answering model, with the stamp of the adapter it came from: a later
+/// `avatar train llm` changes the stamp and the next question reloads it.
+struct CachedModel {
+    stamp: Option<SystemTime>,
+    model: Arc<QLlama>,
+    finetuned: bool,
+}
+
+/// [`Backend`] over the embedded data directory. The stores hold SQLite connections (not
+/// `Sync`), so the [`App`] sits behind a mutex held only for store work; generation runs
+/// outside it on the cached, shared model.
+pub struct EmbeddedBackend {
+    dir: PathBuf,
+    app: Mutex<App>,
+    /// Base model: `None` = the default (`infra/fetch-models.sh smollm2`).
+    base_arg: Option<String>,
+    base: Mutex<Option<Arc<BaseModel>>>,
+    models: Mutex<HashMap<String, CachedModel>>,
+}
+
+fn internal(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Internal(format!("{e:#}"))
+}
+
+fn internal_anyhow(e: anyhow::Error) -> BackendError {
+    BackendError::Internal(format!("{e:#}"))
+}
+
+/// A date bound from the API: like the CLI's, but the caller's fault when malformed.
+fn parse_bound(s: &str, end_of_day: bool) -> BackendResult<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        BackendError::BadRequest(format!("`{s}` is not a date: use YYYY-MM-DD or RFC 3339"))
+    })?;
+    let t = if end_of_day {
+        d.and_hms_opt(23, 59, 59)
+    } else {
+        d.and_hms_opt(0, 0, 0)
+    };
+    t.map(|t| t.and_utc())
+        .ok_or_else(|| BackendError::BadRequest(format!("`{s}` is not a date")))
+}
+
+fn citation(h: &crate::semantic::Hit) -> Citation {
+    Citation {
+        record: h.record.id.clone(),
+        source: h.record.source.clone(),
+        timestamp: h.record.timestamp,
+        author: h.record.author.clone(),
+        title: h.record.title.clone(),
+        snippet: h.cited.snippet.clone(),
+        score: h.cited.score,
+        memory: h.cited.memory,
+    }
+}
+
+fn memory_view(r: &Record) -> MemoryView {
+    MemoryView {
+        id: r.id.clone(),
+        text: r.text.clone(),
+        title: r.title.clone(),
+        added_by: r.author.clone(),
+        timestamp: r.timestamp,
+    }
+}
+
+impl EmbeddedBackend {
+    pub fn new(app: App, base: Option<String>) -> EmbeddedBackend {
+        EmbeddedBackend {
+            dir: app.dir.clone(),
+            app: Mutex::new(app),
+            base_arg: base,
+            base: Mutex::new(None),
+            models: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn app(&self) -> BackendResult<MutexGuard<'_, App>> {
+        self.app
+            .lock()
+            .map_err(|_| BackendError::Internal("the data directory lock is poisoned".into()))
+    }
+
+    /// The avatar, or NotFound (the router checked the token, not that the avatar exists).
+    fn avatar(&self, app: &App, id: &str) -> BackendResult<AvatarCreated> {
+        app.avatars()
+            .map_err(internal_anyhow)?
+            .into_iter()
+            .find(|a| a.avatar_id == id)
+            .ok_or_else(|| BackendError::NotFound(format!("no avatar `{id}`")))
+    }
+
+    /// The base model, loaded on first use and kept. Unavailable when it is not installed.
+    fn base(&self) -> BackendResult<Arc<BaseModel>> {
+        let mut slot = self
+            .base
+            .lock()
+            .map_err(|_| BackendError::Internal("the model lock is poisoned".into()))?;
+        if let Some(b) = slot.as_ref() {
+            return Ok(Arc::clone(b));
+        }
+        match avatar_trainer::resolve_base(self.base_arg.as_deref()) {
+            Ok(_) => {}
+            Err(avatar_trainer::TrainerError::NoBase(msg)) => {
+                return Err(BackendError::Unavailable(format!(
+                    "no base language model installed; run infra/fetch-models.sh smollm2 ({msg})"
+                )))
+            }
+            Err(e) => return Err(internal(e)),
+        }
+        let base = Arc::new(
+            crate::llm::load_base(self.base_arg.as_deref(), true).map_err(internal_anyhow)?,
+        );
+        *slot = Some(Arc::clone(&base));
+        Ok(base)
+    }
+
+    /// The avatar's answering model (finetuned when trained, else the base), loaded once per
+    /// avatar and reloaded when its adapter changes.
+    fn model(&self, avatar: &str, base: &BaseModel) -> BackendResult<(Arc<QLlama>, bool)> {
+        let card = crate::llm::model_dir(&self.dir, avatar).join(avatar_trainer::job::CARD_FILE);
+        let stamp = std::fs::metadata(&card).and_then(|m| m.modified()).ok();
+        let mut models = self
+            .models
+            .lock()
+            .map_err(|_| BackendError::Internal("the model lock is poisoned".into()))?;
+        if let Some(c) = models.get(avatar) {
+            if c.stamp == stamp {
+                return Ok((Arc::clone(&c.model), c.finetuned));
+            }
+        }
+        let (model, finetuned) =
+            crate::llm::answering_model(&self.dir, avatar, base, true).map_err(internal_anyhow)?;
+        let model = Arc::new(model);
+        models.insert(
+            avatar.to_string(),
+            CachedModel {
+                stamp,
+                model: Arc::clone(&model),
+                finetuned,
+            },
+        );
+        Ok((model, finetuned))
+    }
+
+    /// Runs the processors so what was just appended is searchable at once.
+    fn process(app: &App) -> BackendResult<()> {
+        app.process(&mut |_| {})
+            .map(|_| ())
+            .map_err(internal_anyhow)
+    }
+}
+
+impl Backend for EmbeddedBackend {
+    fn avatars(&self) -> BackendResult<Vec<AvatarInfo>> {
+        let app = self.app()?;
+        let mut out = Vec::new();
+        for a in app.avatars().map_err(internal_anyhow)? {
+            let card = load_card(&self.dir, &a).map_err(internal_anyhow)?;
+            let has_model = crate::llm::model_dir(&self.dir, &a.avatar_id)
+                .join(avatar_trainer::job::CARD_FILE)
+                .is_file();
+            out.push(AvatarInfo {
+                id: a.avatar_id,
+                name: a.name,
+                has_model,
+                disclosure: card.disclosure,
+            });
+        }
+        Ok(out)
+    }
+
+    fn search(&self, avatar: &str, q: &SearchQuery) -> BackendResult<Vec<Citation>> {
+        if q.q.trim().is_empty() {
+            return Err(BackendError::BadRequest("the query `q` is empty".into()));
+        }
+        let m = q.mode.as_deref().unwrap_or("hybrid");
+        let mode = m.parse::<avatar_retrieve::Mode>().map_err(|_| {
+            BackendError::BadRequest(format!("mode must be bm25, vector or hybrid, not `{m}`"))
+        })?;
+        let filters = crate::semantic::Filters {
+            source: q.source.clone(),
+            author: q.author.clone(),
+            since: q
+                .since
+                .as_deref()
+                .map(|d| parse_bound(d, false))
+                .transpose()?,
+            until: q
+                .until
+                .as_deref()
+                .map(|d| parse_bound(d, true))
+                .transpose()?,
+        };
+        let k = q.k.unwrap_or(10).clamp(1, MAX_K);
+        let app = self.app()?;
+        self.avatar(&app, avatar)?;
+        let mode = match (mode, app.semantic.is_some()) {
+            (avatar_retrieve::Mode::Vector, false) => {
+                return Err(BackendError::Unavailable(
+                    "vector search needs the embedding model; run infra/fetch-models.sh".into(),
+                ))
+            }
+            // Hybrid without vectors is words only (the CLI prints a note; here it is silent).
+            (avatar_retrieve::Mode::Hybrid, false) => avatar_retrieve::Mode::Bm25,
+            (m, _) => m,
+        };
+        let hits = crate::semantic::search(&app, avatar, &q.q, mode, k, &filters)
+            .map_err(internal_anyhow)?;
+        Ok(hits.iter().map(citation).collect())
+    }
+
+    fn ask(
+        &self,
+        avatar: &str,
+        history: &[Turn],
+        params: &AskParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> BackendResult<Answer> {
+        let Some((last, earlier)) = history.split_last() else {
+            return Err(BackendError::BadRequest("no messages".into()));
+        };
+        if last.role != "user" || last.content.trim().is_empty() {
+            return Err(BackendError::BadRequest(
+                "the last message must be the user's, with some text".into(),
+            ));
+        }
+        let question = last.content.as_str();
+        let (card, hits) = {
+            let app = self.app()?;
+            let a = self.avatar(&app, avatar)?;
+            let card = load_card(&self.dir, &a).map_err(internal_anyhow)?;
+            let hits = crate::llm::retrieve(&app, avatar, question, params.k.min(MAX_K))
+                .map_err(internal_anyhow)?;
+            (card, hits)
+        };
+        let base = self.base()?;
+        let (model, finetuned) = self.model(avatar, &base)?;
+        let mut msgs = vec![ChatMessage::system(system_prompt(&card))];
+        let turns: Vec<&Turn> = earlier
+            .iter()
+            .filter(|t| t.role == "user" || t.role == "assistant")
+            .collect();
+        for t in turns.iter().skip(turns.len().saturating_sub(HISTORY_TURNS)) {
+            msgs.push(if t.role == "user" {
+                ChatMessage::user(t.content.clone())
+            } else {
+                ChatMessage::assistant(t.content.clone())
+            });
+        }
+        msgs.push(ChatMessage::user(crate::llm::grounded_question(
+            question, &hits,
+        )));
+        let prefix = if asks_about_identity(question) {
+            format!("{} ", card.disclosure)
+        } else {
+            String::new()
+        };
+        let citations = hits.iter().map(citation).collect();
+        if !prefix.is_empty() && !on_text(&prefix) {
+            return Ok(Answer {
+                text: prefix.trim().to_string(),
+                citations,
+                finetuned,
+                finish_reason: "stop".into(),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+            });
+        }
+        let sampling = SamplingParams {
+            temperature: params.temperature,
+            top_p: params.top_p,
+            max_new_tokens: params.max_tokens,
+            stop: params.stop.clone(),
+            ..SamplingParams::default()
+        };
+        let g =
+            crate::llm::generate_reply(&base, &model, &msgs, &prefix, &sampling, |t| on_text(t))
+                .map_err(internal_anyhow)?;
+        Ok(Answer {
+            text: format!("{prefix}{}", g.text).trim().to_string(),
+            citations,
+            finetuned,
+            finish_reason: match g.finish_reason {
+                FinishReason::Length => "length",
+                FinishReason::Stop | FinishReason::Eos | FinishReason::Cancelled => "stop",
+            }
+            .into(),
+            prompt_tokens: g.prompt_tokens,
+            completion_tokens: g.tokens.len(),
+        })
+    }
+
+    fn memories(&self, avatar: &str) -> BackendResult<Vec<MemoryView>> {
+        let app = self.app()?;
+        self.avatar(&app, avatar)?;
+        Ok(app
+            .records
+            .records(avatar)
+            .map_err(internal)?
+            .iter()
+            .filter(|r| r.kind == RecordKind::Memory)
+            .map(memory_view)
+            .collect())
+    }
+
+    fn add_memory(&self, avatar: &str, m: &NewMemory) -> BackendResult<MemoryView> {
+        if m.text.trim().is_empty() {
+            return Err(BackendError::BadRequest("a memory needs some text".into()));
+        }
+        let app = self.app()?;
+        self.avatar(&app, avatar)?;
+        let event = avatar_ingest::add_memory(
+            &app.log,
+            avatar,
+            &m.text,
+            m.title.clone(),
+            m.added_by.clone(),
+        )
+        .map_err(|e| match e {
+            avatar_ingest::IngestError::EmptyMemory => BackendError::BadRequest(e.to_string()),
+            e => internal(e),
+        })?;
+        Self::process(&app)?;
+        let id = avatar_schemas::record_id(&event.id.to_string(), 0);
+        match app.records.get(&id).map_err(internal)? {
+            Some(r) => Ok(memory_view(&r)),
+            None => Err(BackendError::Internal(format!(
+                "memory {id} was appended but not materialised"
+            ))),
+        }
+    }
+
+    fn delete_memory(&self, avatar: &str, id: &str) -> BackendResult<()> {
+        let app = self.app()?;
+        self.avatar(&app, avatar)?;
+        match app.records.get(id).map_err(internal)? {
+            Some(r) if r.avatar == avatar && r.kind == RecordKind::Memory => {}
+            _ => return Err(BackendError::NotFound(format!("no memory `{id}`"))),
+        }
+        let event = Envelope::new(
+            avatar.to_string(),
+            "api:memories",
+            Payload::Forget(Forget {
+                target: ForgetTarget::Record(id.to_string()),
+                reason: Some("memory deleted through the API".into()),
+            }),
+        );
+        app.log.append(&[event]).map_err(internal)?;
+        Self::process(&app)
+    }
+
+    fn record(&self, avatar: &str, id: &str) -> BackendResult<Record> {
+        let app = self.app()?;
+        match app.records.get(id).map_err(internal)? {
+            // Another avatar's record is indistinguishable from a missing one.
+            Some(r) if r.avatar == avatar => Ok(r),
+            _ => Err(BackendError::NotFound(format!("no record `{id}`"))),
+        }
+    }
+
+    fn status(&self, avatar: &str) -> BackendResult<serde_json::Value> {
+        let app = self.app()?;
+        self.avatar(&app, avatar)?;
+        let mut s = crate::commands::status_json(&app).map_err(internal_anyhow)?;
+        scope_status(&mut s, avatar);
+        Ok(s)
+    }
+}
+
+/// Keeps only `avatar`'s part of `avatar status --json` (and not the server's paths).
+fn scope_status(s: &mut serde_json::Value, avatar: &str) {
+    if let Some(obj) = s.as_object_mut() {
+        obj.remove("data_dir");
+        if let Some(list) = obj.get_mut("avatars").and_then(|v| v.as_array_mut()) {
+            list.retain(|a| a["id"] == avatar);
+            for a in list.iter_mut() {
+                if let Some(a) = a.as_object_mut() {
+                    a.remove("dataset");
+                }
+            }
+        }
+        if let Some(list) = obj.get_mut("dead_letters").and_then(|v| v.as_array_mut()) {
+            list.retain(|d| d["avatar"] == avatar);
+        }
+        // Event counts of the whole log would tell one avatar's viewer about the others.
+        if let Some(log) = obj.get_mut("log").and_then(|v| v.as_object_mut()) {
+            log.remove("events_by_kind");
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_questions_are_recognised() {
+        for q in [
+            "Are you real?",
+            "are you really Ada?",
+            "Are you alive?",
+            "Are you still alive, grandma?",
+            "Are you human?",
+            "Are you an AI?",
+            "are you a bot",
+            "Is this a chatbot?",
+            "Am I talking to a real person?",
+            "am i talking to a machine?",
+            "Are you actually Ada Lovelace?",
+            "Is this really you, Ada?",
+            "You're not a robot, are you? Are you a robot?",
+            "Is that really you?",
+            "Who am I talking to?",
+            "Are you the real Ada?",
+            "ARE YOU AI??",
+        ] {
+            assert!(asks_about_identity(q), "missed: {q}");
+        }
+    }
+
+    #[test]
+    fn ordinary_questions_are_not_identity_questions() {
+        for q in [
+            "What did you think of the Analytical Engine?",
+            "How are you feeling today?",
+            "Tell me about Babbage.",
+            "Are you going to the concert?",
+            "What is real analysis?",
+            "Is this the right way to compute Bernoulli numbers?",
+            "",
+        ] {
+            assert!(!asks_about_identity(q), "false alarm: {q}");
+        }
+    }
+
+    #[test]
+    fn the_card_defaults_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let ada = AvatarCreated {
+            avatar_id: "ada".into(),
+            name: "Ada Lovelace".into(),
+            aliases: vec![],
+        };
+        let card = load_card(dir.path(), &ada).unwrap();
+        assert_eq!(card, PersonaCard::new("Ada Lovelace"));
+        assert_eq!(
+            card.disclosure,
+            "I am an avatar of Ada Lovelace, built from what they left behind — not Ada Lovelace themself."
+        );
+        let mut edited = card.clone();
+        edited.about = "Mathematician, wrote the first published program.".into();
+        edited.style = "Long sentences, poetical science.".into();
+        edited.disclosure = String::new();
+        save_card(dir.path(), "ada", &edited).unwrap();
+        let back = load_card(dir.path(), &ada).unwrap();
+        assert_eq!(back.about, edited.about);
+        // A blank disclosure falls back to the default: the guardrail never goes silent.
+        assert_eq!(back.disclosure, default_disclosure("Ada Lovelace"));
+        let prompt = system_prompt(&back);
+        assert!(prompt.starts_with(&crate::llm::persona("Ada Lovelace")));
+        assert!(prompt.contains("Who Ada Lovelace was: Mathematician"));
+        assert!(prompt.contains("How Ada Lovelace wrote: Long sentences"));
+        std::fs::write(card_path(dir.path(), "ada"), b"{not json").unwrap();
+        assert!(load_card(dir.path(), &ada).is_err());
+    }
+
+    #[test]
+    fn status_is_scoped_to_one_avatar() {
+        let mut s = serde_json::json!({
+            "data_dir": "/secret/path",
+            "avatars": [{"id": "ada", "dataset": "/x"}, {"id": "bob"}],
+            "dead_letters": [{"avatar": "ada"}, {"avatar": "bob"}],
+            "log": {"end_offset": 3, "events_by_kind": {"a": 1}},
+        });
+        scope_status(&mut s, "ada");
+        assert_eq!(
+            s,
+            serde_json::json!({
+                "avatars": [{"id": "ada"}],
+                "dead_letters": [{"avatar": "ada"}],
+                "log": {"end_offset": 3},
+            })
+        );
+    }
+
+    #[test]
+    fn date_bounds_are_the_callers_fault_when_malformed() {
+        assert!(matches!(
+            parse_bound("yesterday", false),
+            Err(BackendError::BadRequest(_))
+        ));
+        assert_eq!(
+            parse_bound("2024-03-01", true).unwrap().to_rfc3339(),
+            "2024-03-01T23:59:59+00:00"
+        );
+    }
+}
