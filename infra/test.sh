@@ -19,6 +19,7 @@ infra/fetch-models.sh all
 echo "== cargo test (workspace)"
 time cargo test --workspace --lib --bins --tests --locked
 
+[ "${AVATAR_SKIP_BROWSER:-0}" = 1 ] || infra/browser-test.sh
 if [ "$FUZZ_SECONDS" != "0" ]; then
   echo "== fuzz targets, ${FUZZ_SECONDS}s each"
   infra/fuzz.sh "$FUZZ_SECONDS"

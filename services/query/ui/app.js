@@ -107,7 +107,8 @@ document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") $("panel
 // ---- chat (streamed) ----
 async function send() {
   const text = $("question").value.trim();
-  if (!text || !avatar()) return;
+  // Enter in the box bypasses the disabled Send button: one answer at a time.
+  if (!text || !avatar() || $("send").disabled) return;
   $("question").value = "";
   $("send").disabled = true;
   const log = $("log");
@@ -163,14 +164,26 @@ $("question").addEventListener("keydown", (ev) => {
 });
 
 // ---- search ----
+/** The API marks matched words as **word**: show them as <mark>, built as text nodes, never HTML. */
+function highlighted(snippet) {
+  return String(snippet || "").split("**").map((part, i) => (i % 2 ? el("mark", { textContent: part }) : part));
+}
+
+// Only the latest search may fill the list: an earlier, slower answer (the first hybrid query
+// loads the embedding model) must not land on top of it or be shown twice.
+let searchSeq = 0;
 $("search-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const p = new URLSearchParams({ avatar: avatar(), q: $("q").value, mode: $("mode").value });
   for (const k of ["source", "author", "since", "until"]) if ($(k).value) p.set(k, $(k).value);
   const list = $("hits");
-  list.replaceChildren();
+  const seq = ++searchSeq;
+  list.replaceChildren(el("li", { className: "meta", textContent: "Searching…" }));
+  list.setAttribute("aria-busy", "true");
   try {
     const data = await (await api("/api/search?" + p)).json();
+    if (seq !== searchSeq) return;
+    list.replaceChildren();
     if (!data.hits.length) list.append(el("li", { textContent: "No results." }));
     for (const h of data.hits) {
       const meta = [h.memory ? "memory" : h.source, h.author, h.timestamp && h.timestamp.slice(0, 10), "score " + h.score.toFixed(3)]
@@ -178,9 +191,13 @@ $("search-form").addEventListener("submit", async (ev) => {
       list.append(el("li", {},
         el("button", { type: "button", className: "cite-link", textContent: h.title || h.record, onclick: () => openRecord(h.record) }),
         el("div", { className: "meta", textContent: meta }),
-        el("div", { className: "snippet", textContent: h.snippet })));
+        el("div", { className: "snippet" }, ...highlighted(h.snippet))));
     }
-  } catch (e) { notice("Search failed: " + e.message); }
+  } catch (e) {
+    if (seq === searchSeq) { list.replaceChildren(); notice("Search failed: " + e.message); }
+  } finally {
+    if (seq === searchSeq) list.removeAttribute("aria-busy");
+  }
 });
 
 // ---- memories ----

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Browser test of the web UI: Debian's Chromium driven by playwright-core against the real
+# `avatar up` on the demo data (tests/browser/ui.test.mjs says what it checks). Installs
+# Chromium and playwright-core only when missing; needs the base model (infra/fetch-models.sh).
+# Usage: infra/browser-test.sh   (CHROMIUM=/path/to/chromium to use another browser binary)
+# Screenshots land in $CARGO_TARGET_DIR/browser-screenshots.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/avatar/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+START=$(date +%s)
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+# The chat step needs the base model; CI installs it, so its absence is an error, not a skip.
+MODELS="${AVATAR_MODELS:-$HOME/.cache/avatar/models}"
+if [ ! -d "$MODELS/SmolLM2-135M-Instruct" ]; then
+  echo "error: no base model at $MODELS/SmolLM2-135M-Instruct; run infra/fetch-models.sh smollm2" >&2
+  exit 1
+fi
+
+echo "== browser test: tools (only when missing)"
+missing=()
+command -v node >/dev/null || missing+=(nodejs npm)
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then missing+=(chromium); fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+CHROMIUM="${CHROMIUM:-$(command -v chromium)}"
+NODE_PREFIX="$HOME/.cache/avatar/node"
+PLAYWRIGHT="$NODE_PREFIX/node_modules/playwright-core"
+if [ ! -f "$PLAYWRIGHT/package.json" ]; then
+  npm install --silent --no-audit --no-fund --prefix "$NODE_PREFIX" playwright-core@1
+fi
+echo "chromium: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
+echo "playwright-core: $(node -p "require('$PLAYWRIGHT/package.json').version")"
+
+echo "== browser test: build avatar"
+cargo build --locked --bin avatar
+AVATAR="$CARGO_TARGET_DIR/debug/avatar"
+
+WORK="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "== browser test: demo data"
+"$AVATAR" --quiet demo --keep "$WORK/demo" --train-steps 0 >"$WORK/demo.log" 2>&1 ||
+  { cat "$WORK/demo.log"; exit 1; }
+DATA="$WORK/demo/data"
+AVATAR_ID=ada-lovelace
+TOKEN="$("$AVATAR" --data "$DATA" --avatar "$AVATAR_ID" token create --role editor 2>/dev/null)"
+
+# A free port: node binds :0 and lets it go; the server binds it a moment later.
+PORT="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+URL="http://127.0.0.1:$PORT"
+"$AVATAR" --data "$DATA" up --addr "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+if ! node -e '
+  const url = process.argv[1] + "/healthz", end = Date.now() + 120000;
+  (async () => {
+    for (;;) {
+      try { if ((await fetch(url)).ok) return; } catch (_) { /* not up yet */ }
+      if (Date.now() > end) { console.error("no /healthz after 120 s"); process.exit(1); }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();' "$URL"; then
+  tail -n 50 "$WORK/server.log"
+  exit 1
+fi
+
+echo "== browser test: tests/browser/ui.test.mjs against $URL"
+SCREENSHOTS="$CARGO_TARGET_DIR/browser-screenshots"
+rm -rf "$SCREENSHOTS"
+if ! AVATAR_URL="$URL" AVATAR_TOKEN="$TOKEN" AVATAR_ID="$AVATAR_ID" CHROMIUM="$CHROMIUM" \
+  SCREENSHOTS="$SCREENSHOTS" PLAYWRIGHT="$PLAYWRIGHT" node tests/browser/ui.test.mjs; then
+  echo "-- server log (last 50 lines):"
+  tail -n 50 "$WORK/server.log"
+  exit 1
+fi
+echo "== browser test passed in $(($(date +%s) - START)) s; screenshots:"
+ls "$SCREENSHOTS"
