@@ -21,7 +21,7 @@ use avatar_trainer::BaseModel;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 /// The most records one request may retrieve: bounds the work a client can ask for.
@@ -177,6 +177,64 @@ pub fn asks_about_identity(text: &str) -> bool {
 
 // ───────────────────────────── backend ─────────────────────────────
 
+/// Lets a few generations run at a time, first come first served. Each generation already
+/// spreads its matmuls over every core (rayon), so running all queued asks at once only makes
+/// them share the CPU: under 100 clients every ask then finished at the very end, near the
+/// clients' timeout, and searches starved behind dozens of runnable model threads. In turn,
+/// each ask takes about its own time times its place in the queue.
+struct Gate {
+    /// (tickets handed out, generations finished): ticket `t` may run once
+    /// `t < finished + width`, so at most `width` run and they start in arrival order.
+    state: Mutex<(u64, u64)>,
+    turn: Condvar,
+    width: u64,
+}
+
+/// Holding one is the right to generate; dropping it (even by a panic) lets the next in.
+struct Pass<'a>(&'a Gate);
+
+impl Gate {
+    fn new(width: usize) -> Gate {
+        Gate {
+            state: Mutex::new((0, 0)),
+            turn: Condvar::new(),
+            width: width.max(1) as u64,
+        }
+    }
+
+    fn enter(&self) -> BackendResult<Pass<'_>> {
+        let poisoned = |_| BackendError::Internal("the generation queue is poisoned".into());
+        let mut st = self.state.lock().map_err(poisoned)?;
+        let ticket = st.0;
+        st.0 += 1;
+        while ticket >= st.1 + self.width {
+            st = self.turn.wait(st).map_err(poisoned)?;
+        }
+        Ok(Pass(self))
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        // A poisoned lock still holds the counters: count the finish so the queue moves on.
+        let mut st = match self.0.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        st.1 += 1;
+        drop(st);
+        self.0.turn.notify_all();
+    }
+}
+
+/// Generations at a time: half the cores (each one uses several), at least one.
+fn generation_width() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() / 2)
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// A loaded answering model, with the stamp of the adapter it came from: a later
 /// `avatar train llm` changes the stamp and the next question reloads it.
 struct CachedModel {
@@ -195,6 +253,7 @@ pub struct EmbeddedBackend {
     base_arg: Option<String>,
     base: Mutex<Option<Arc<BaseModel>>>,
     models: Mutex<HashMap<String, CachedModel>>,
+    generations: Gate,
 }
 
 fn internal(e: impl std::fmt::Display) -> BackendError {
@@ -253,6 +312,7 @@ impl EmbeddedBackend {
             base_arg: base,
             base: Mutex::new(None),
             models: Mutex::new(HashMap::new()),
+            generations: Gate::new(generation_width()),
         }
     }
 
@@ -455,6 +515,7 @@ impl Backend for EmbeddedBackend {
             stop: params.stop.clone(),
             ..SamplingParams::default()
         };
+        let _turn = self.generations.enter()?;
         let g =
             crate::llm::generate_reply(&base, &model, &msgs, &prefix, &sampling, |t| on_text(t))
                 .map_err(internal_anyhow)?;
@@ -575,6 +636,55 @@ fn scope_status(s: &mut serde_json::Value, avatar: &str) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_generation_gate_admits_width_at_a_time_in_arrival_order() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let gate = Arc::new(Gate::new(2));
+        let (running, peak, done) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let first = gate.enter().unwrap();
+        let second = gate.enter().unwrap();
+        let mut threads = Vec::new();
+        for i in 0..6usize {
+            let (g, running, peak, done) = (
+                Arc::clone(&gate),
+                Arc::clone(&running),
+                Arc::clone(&peak),
+                Arc::clone(&done),
+            );
+            threads.push(std::thread::spawn(move || {
+                let _p = g.enter().unwrap();
+                // FIFO, two wide: waiter i (ticket i + 2) needs i + 1 finished before it, the
+                // two held passes included, so at least i - 1 of the waiters before it.
+                let finished_before = done.load(SeqCst);
+                let now = running.fetch_add(1, SeqCst) + 1;
+                peak.fetch_max(now, SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                running.fetch_sub(1, SeqCst);
+                done.fetch_add(1, SeqCst);
+                (i, finished_before)
+            }));
+            // Each waiter takes its ticket before the next one starts.
+            while gate.state.lock().unwrap().0 < i as u64 + 3 {
+                std::thread::yield_now();
+            }
+        }
+        // Both places are held: nobody gets in until one is given back.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert_eq!(running.load(SeqCst), 0);
+        drop(first);
+        drop(second);
+        for t in threads {
+            let (i, finished_before) = t.join().unwrap();
+            assert!(finished_before + 1 >= i, "waiter {i} jumped the queue");
+        }
+        assert!(peak.load(SeqCst) <= 2, "more than two at once");
+        assert_eq!(done.load(SeqCst), 6);
+    }
 
     #[test]
     fn identity_questions_are_recognised() {
