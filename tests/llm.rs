@@ -261,3 +261,36 @@ fn finetuning_lowers_held_out_perplexity_on_the_demo_corpus() {
     eprintln!("demo held-out perplexity: base {b:.2} -> finetuned {f:.2}");
     assert!(f < b, "finetuned {f} is not below base {b}");
 }
+
+#[test]
+fn chat_answers_each_line_until_an_empty_one() {
+    if base_model().is_none() {
+        return;
+    }
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data = demo_data(dir.path());
+    let mut child = cmd(&data)
+        .args(["chat", "--temperature", "0", "--max-tokens", "6", "-k", "1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"What is the engine for?\nAnd the cards?\n\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_no_panic(&out);
+    let s = stdout(&out);
+    assert_eq!(s.matches("Ada Lovelace> ").count(), 2, "{s}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not the person"));
+}
