@@ -20,20 +20,39 @@ if [ ! -d "$MODELS/SmolLM2-135M-Instruct" ]; then
 fi
 
 echo "== browser test: tools (only when missing)"
-missing=()
-command -v node >/dev/null || missing+=(nodejs npm)
-if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then missing+=(chromium); fi
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "apt-get install ${missing[*]}"
+# Installing the tools is the one step that depends on the machine (apt sources, sudo): when it
+# fails, exit 3 so infra/test.sh reports the browser test as skipped, loudly. Once the tools are
+# there, every failure of the test itself is fatal.
+tools_missing() {
+  echo "browser test SKIPPED: $1" >&2
+  exit 3
+}
+apt_install() {
+  echo "apt-get install $*"
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -z "${APT_UPDATED:-}" ]; then
+    $SUDO apt-get update -qq || return 1
+    APT_UPDATED=1
+  fi
+  $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+# One package at a time: nodesource's nodejs already carries npm and conflicts with Debian's.
+command -v node >/dev/null || apt_install nodejs || tools_missing "could not install nodejs"
+command -v npm >/dev/null || apt_install npm || tools_missing "could not install npm"
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+  apt_install chromium || tools_missing "could not install chromium"
 fi
+node -e 'process.exit(parseInt(process.versions.node) >= 18 ? 0 : 1)' ||
+  tools_missing "node $(node --version) is too old for playwright-core"
 CHROMIUM="${CHROMIUM:-$(command -v chromium)}"
 NODE_PREFIX="$HOME/.cache/avatar/node"
 PLAYWRIGHT="$NODE_PREFIX/node_modules/playwright-core"
 if [ ! -f "$PLAYWRIGHT/package.json" ]; then
-  npm install --silent --no-audit --no-fund --prefix "$NODE_PREFIX" playwright-core@1
+  # playwright-core 1.5x+ wants node >= 20; Debian bookworm's own nodejs is 18: take the last
+  # release that supports it there.
+  if node -e 'process.exit(parseInt(process.versions.node) >= 20 ? 0 : 1)'; then PW=playwright-core@1; else PW=playwright-core@1.49; fi
+  npm install --silent --no-audit --no-fund --prefix "$NODE_PREFIX" "$PW" ||
+    tools_missing "could not install $PW from npm"
 fi
 echo "chromium: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
 echo "playwright-core: $(node -p "require('$PLAYWRIGHT/package.json').version")"
