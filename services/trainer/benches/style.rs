@@ -26,16 +26,54 @@ fn pick<'a>(rng: &mut SplitMix, xs: &[&'a str]) -> &'a str {
 /// 220 turns: the friend's question, then the person's reply, two hours apart from the next.
 fn corpus() -> Vec<Record> {
     let things = [
-        "the comet", "the new loom", "the lecture", "the concert", "the eclipse", "the regatta",
-        "the exhibition", "the storm", "the sermon", "the play",
+        "the comet",
+        "the new loom",
+        "the lecture",
+        "the concert",
+        "the eclipse",
+        "the regatta",
+        "the exhibition",
+        "the storm",
+        "the sermon",
+        "the play",
     ];
     let topics = [
-        "the engine", "mathematics", "poetry", "horses", "music", "the weather", "your studies",
-        "the garden", "travel", "science",
+        "the engine",
+        "mathematics",
+        "poetry",
+        "horses",
+        "music",
+        "the weather",
+        "your studies",
+        "the garden",
+        "travel",
+        "science",
     ];
-    let places = ["the park", "the library", "the museum", "church", "the station", "the market"];
-    let days = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
-    let feelings = ["marvellous", "dreadful", "curious", "delightful", "tiresome", "splendid"];
+    let places = [
+        "the park",
+        "the library",
+        "the museum",
+        "church",
+        "the station",
+        "the market",
+    ];
+    let days = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    let feelings = [
+        "marvellous",
+        "dreadful",
+        "curious",
+        "delightful",
+        "tiresome",
+        "splendid",
+    ];
     let mut rng = SplitMix::new(7);
     let start = Utc.with_ymd_and_hms(1840, 1, 1, 9, 0, 0).single().unwrap();
     let mut out = Vec::new();
@@ -63,7 +101,9 @@ fn corpus() -> Vec<Record> {
                 let d = pick(&mut rng, &days);
                 (
                     format!("Are you coming to {p} on {d}?"),
-                    format!("i shall try — {d} is full of numbers, but {p} sounds lovely.\n{SIGNOFF}"),
+                    format!(
+                        "i shall try — {d} is full of numbers, but {p} sounds lovely.\n{SIGNOFF}"
+                    ),
                 )
             }
             _ => {
@@ -104,10 +144,18 @@ fn corpus() -> Vec<Record> {
 fn main() {
     let path = avatar_llm::load::default_model_path();
     if !path.is_file() {
-        println!("style benchmark skipped: no base model at {} (run infra/fetch-models.sh smollm2)", path.display());
+        println!(
+            "style benchmark skipped: no base model at {} (run infra/fetch-models.sh smollm2)",
+            path.display()
+        );
         return;
     }
-    let env = |k: &str, d: f64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let env = |k: &str, d: f64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
     let epochs = env("AVATAR_STYLE_EPOCHS", 3.0) as usize;
     let lr = env("AVATAR_STYLE_LR", 2e-3);
     let dev = Device::Cpu;
@@ -119,14 +167,26 @@ fn main() {
         }
     };
     let records = corpus();
-    let examples =
-        avatar_trainer::build_examples(&records, &avatar_dataset::DatasetConfig::default(), Some(&base));
-    let train_n = examples.iter().filter(|e| e.split == avatar_schemas::dataset::SftSplit::Train).count();
+    let examples = avatar_trainer::build_examples(
+        &records,
+        &avatar_dataset::DatasetConfig::default(),
+        Some(&base),
+    );
+    let train_n = examples
+        .iter()
+        .filter(|e| e.split == avatar_schemas::dataset::SftSplit::Train)
+        .count();
     let system = "You are Ada. Reply as Ada would, in their own words and style.".to_string();
     let (seq_len, batch) = (256, 4);
-    let rows = avatar_trainer::encode_rows(&base, &examples, avatar_schemas::dataset::SftSplit::Train, &system, seq_len)
-        .map(|r| r.len())
-        .unwrap_or(0);
+    let rows = avatar_trainer::encode_rows(
+        &base,
+        &examples,
+        avatar_schemas::dataset::SftSplit::Train,
+        &system,
+        seq_len,
+    )
+    .map(|r| r.len())
+    .unwrap_or(0);
     let steps = (rows.div_ceil(batch) * epochs).max(1);
     println!(
         "style benchmark: {} examples ({} train, {} held out), {rows} packed rows, {epochs} epochs = {steps} steps, lr {lr}",
@@ -155,7 +215,10 @@ fn main() {
     let t = std::time::Instant::now();
     let report = match avatar_trainer::train_llm(&base, &examples, dir.path(), &opts, &dev, |s| {
         if s.step % 5 == 0 || s.step == s.steps {
-            eprintln!("  step {}/{} loss {:.3} {:.0} tok/s", s.step, s.steps, s.loss, s.tokens_per_sec);
+            eprintln!(
+                "  step {}/{} loss {:.3} {:.0} tok/s",
+                s.step, s.steps, s.loss, s.tokens_per_sec
+            );
         }
         true
     }) {
@@ -198,6 +261,9 @@ fn main() {
         eval.style.finetuned.char3_profile_distance
     );
     if let Some(s) = eval.samples.first() {
-        println!("sample: {:?}\n  real:      {:?}\n  base:      {:?}\n  finetuned: {:?}", s.prompt, s.real, s.base, s.finetuned);
+        println!(
+            "sample: {:?}\n  real:      {:?}\n  base:      {:?}\n  finetuned: {:?}",
+            s.prompt, s.real, s.base, s.finetuned
+        );
     }
 }
