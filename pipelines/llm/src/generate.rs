@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use crate::lora::SplitMix64;
 use crate::{LlmError, Result};
 
 /// A decoder that keeps its own state (KV cache): each call feeds `tokens` after the ones
@@ -106,24 +107,6 @@ impl SamplingParams {
     }
 }
 
-/// SplitMix64: tiny, fast, and the same sequence on every platform and crate version.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Picks next tokens from logits with [`SamplingParams`]' temperature, top-k, top-p and
 /// repetition penalty; seeded, so the same logits and seed give the same tokens.
 #[derive(Debug, Clone)]
@@ -133,7 +116,7 @@ pub struct Sampler {
     top_k: usize,
     repetition_penalty: f32,
     repetition_window: usize,
-    rng: Rng,
+    rng: SplitMix64,
 }
 
 impl Sampler {
@@ -144,7 +127,7 @@ impl Sampler {
             top_k: params.top_k,
             repetition_penalty: params.repetition_penalty,
             repetition_window: params.repetition_window,
-            rng: Rng(params.seed),
+            rng: SplitMix64::new(params.seed),
         }
     }
 
@@ -815,7 +798,7 @@ mod tests {
 
     #[test]
     fn top_k_one_equals_greedy() {
-        let mut rng = Rng(3);
+        let mut rng = SplitMix64::new(3);
         for seed in 0..20 {
             let logits: Vec<f32> = (0..500)
                 .map(|_| (rng.next_f64() * 20.0 - 10.0) as f32)

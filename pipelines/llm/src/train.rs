@@ -8,6 +8,7 @@
 //! Determinism: the order of the packed sequences is a seeded permutation per epoch, computed
 //! from (seed, epoch) alone, so step N sees the same batch whether or not the run was resumed.
 
+use crate::lora::SplitMix64;
 use crate::{LlmError, Result};
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var, D};
 use rayon::prelude::*;
@@ -329,28 +330,10 @@ pub fn perplexity<M: TrainableModel>(
     Ok((nll / count as f64).exp())
 }
 
-/// A small deterministic generator (SplitMix64): the same seed gives the same data order on
-/// every machine and after a resume.
-#[derive(Debug, Clone)]
-pub struct SplitMix(u64);
-
-impl SplitMix {
-    pub fn new(seed: u64) -> Self {
-        SplitMix(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// The order of rows in `epoch`: a Fisher–Yates shuffle seeded by (seed, epoch).
 pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = SplitMix::new(seed ^ epoch.wrapping_mul(0xA076_1D64_78BD_642F));
+    let mut rng = SplitMix64::new(seed ^ epoch.wrapping_mul(0xA076_1D64_78BD_642F));
     for i in (1..n).rev() {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         order.swap(i, j);
@@ -680,7 +663,7 @@ mod tests {
 
     impl Bigram {
         fn new(vocab: usize, dim: usize, seed: u64) -> Bigram {
-            let mut rng = SplitMix::new(seed);
+            let mut rng = SplitMix64::new(seed);
             let mut rand = |n: usize| -> Vec<f32> {
                 (0..n)
                     .map(|_| (rng.next_u64() % 10_000) as f32 / 10_000.0 - 0.5)

@@ -11,7 +11,8 @@
 //! Env: AVATAR_STYLE_EPOCHS (default 3), AVATAR_STYLE_LR (default 2e-3).
 
 use avatar_llm::lora::LoraConfig;
-use avatar_llm::train::{SplitMix, TrainConfig};
+use avatar_llm::lora::SplitMix64;
+use avatar_llm::train::TrainConfig;
 use avatar_schemas::{Record, RecordKind};
 use avatar_trainer::{BaseModel, TrainOptions};
 use candle_core::Device;
@@ -19,7 +20,7 @@ use chrono::{Duration, TimeZone, Utc};
 
 const SIGNOFF: &str = "— ada x";
 
-fn pick<'a>(rng: &mut SplitMix, xs: &[&'a str]) -> &'a str {
+fn pick<'a>(rng: &mut SplitMix64, xs: &[&'a str]) -> &'a str {
     xs[(rng.next_u64() % xs.len() as u64) as usize]
 }
 
@@ -74,7 +75,7 @@ fn corpus() -> Vec<Record> {
         "tiresome",
         "splendid",
     ];
-    let mut rng = SplitMix::new(7);
+    let mut rng = SplitMix64::new(7);
     let start = Utc.with_ymd_and_hms(1840, 1, 1, 9, 0, 0).single().unwrap();
     let mut out = Vec::new();
     for i in 0..220u32 {
