@@ -35,6 +35,6 @@ pub use load::{
     default_model_path, load_gguf, load_model, load_safetensors, GgufMeta, LoadedModel, Weights,
 };
 pub use lora::{LoraConfig, LoraLinear};
-pub use model::{KvCache, Llama, LlamaSession};
+pub use model::{CachedDecoder, KvCache, Llama, LlamaSession, Session};
 pub use qmodel::{QKvCache, QLlama, QLlamaSession};
 pub use tokenizer::{load_tokenizer_json, tokenizer_from_gguf, SpecialTokens};

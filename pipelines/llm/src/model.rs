@@ -939,39 +939,99 @@ impl Llama {
     }
 }
 
-/// A generation session: the model (borrowed `&Llama` or shared `Arc<Llama>`) plus its KV cache,
-/// fed incrementally by the generation loop through [`crate::generate::StepModel`].
-pub struct LlamaSession<M: std::ops::Deref<Target = Llama>> {
-    model: M,
-    cache: KvCache,
+/// What a generation session needs from a decoder with a KV cache: implemented by the f32
+/// [`Llama`] and by the Q8_0 [`crate::qmodel::QLlama`], so one [`Session`] serves both.
+pub trait CachedDecoder {
+    type Cache;
+    fn new_cache(&self) -> Self::Cache;
+    fn cached_tokens(cache: &Self::Cache) -> usize;
+    fn clear_cache(cache: &mut Self::Cache);
+    /// Logits `[b, vocab]` of the last position of `ids`, fed at `start` after the cached ones.
+    fn forward_last(
+        &self,
+        ids: &Tensor,
+        start: usize,
+        cache: Option<&mut Self::Cache>,
+    ) -> Result<Tensor>;
+    fn config(&self) -> &LlamaConfig;
+    fn device(&self) -> &Device;
 }
 
-impl<M: std::ops::Deref<Target = Llama>> LlamaSession<M> {
+impl CachedDecoder for Llama {
+    type Cache = KvCache;
+    fn new_cache(&self) -> KvCache {
+        Llama::new_cache(self)
+    }
+    fn cached_tokens(cache: &KvCache) -> usize {
+        cache.len()
+    }
+    fn clear_cache(cache: &mut KvCache) {
+        cache.reset()
+    }
+    fn forward_last(
+        &self,
+        ids: &Tensor,
+        start: usize,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        Llama::forward_last(self, ids, start, cache)
+    }
+    fn config(&self) -> &LlamaConfig {
+        Llama::config(self)
+    }
+    fn device(&self) -> &Device {
+        Llama::device(self)
+    }
+}
+
+/// A generation session: a decoder (borrowed `&M` or shared `Arc<M>`) plus its KV cache, fed
+/// incrementally by the generation loop through [`crate::generate::StepModel`].
+pub struct Session<M>
+where
+    M: std::ops::Deref,
+    M::Target: CachedDecoder,
+{
+    model: M,
+    cache: <M::Target as CachedDecoder>::Cache,
+}
+
+/// A session on the f32 [`Llama`].
+pub type LlamaSession<M> = Session<M>;
+
+impl<M> Session<M>
+where
+    M: std::ops::Deref,
+    M::Target: CachedDecoder,
+{
     pub fn new(model: M) -> Self {
         let cache = model.new_cache();
-        LlamaSession { model, cache }
+        Session { model, cache }
     }
 
     /// Tokens fed so far.
     pub fn position(&self) -> usize {
-        self.cache.len()
+        <M::Target as CachedDecoder>::cached_tokens(&self.cache)
     }
 }
 
-impl<M: std::ops::Deref<Target = Llama>> crate::generate::StepModel for LlamaSession<M> {
+impl<M> crate::generate::StepModel for Session<M>
+where
+    M: std::ops::Deref,
+    M::Target: CachedDecoder,
+{
     fn step(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         if tokens.is_empty() {
             return Err(LlmError::Generate("step called with no tokens".into()));
         }
-        let start = self.cache.len();
-        if start + tokens.len() > self.model.cfg.max_position_embeddings {
+        let start = self.position();
+        let ctx = self.max_context();
+        if start + tokens.len() > ctx {
             return Err(LlmError::Generate(format!(
-                "{} tokens exceed the context of {}",
-                start + tokens.len(),
-                self.model.cfg.max_position_embeddings
+                "{} tokens exceed the context of {ctx}",
+                start + tokens.len()
             )));
         }
-        let ids = Tensor::new(tokens, &self.model.device)?.unsqueeze(0)?;
+        let ids = Tensor::new(tokens, self.model.device())?.unsqueeze(0)?;
         let logits = self
             .model
             .forward_last(&ids, start, Some(&mut self.cache))?;
@@ -979,11 +1039,11 @@ impl<M: std::ops::Deref<Target = Llama>> crate::generate::StepModel for LlamaSes
     }
 
     fn reset(&mut self) {
-        self.cache.reset();
+        <M::Target as CachedDecoder>::clear_cache(&mut self.cache);
     }
 
     fn max_context(&self) -> usize {
-        self.model.cfg.max_position_embeddings
+        self.model.config().max_position_embeddings
     }
 }
 

@@ -17,7 +17,7 @@ use candle_core::{DType, Device, Module, Tensor};
 
 use crate::config::{LlamaConfig, RopeKind};
 use crate::load::{Weights, ROPE_FREQS};
-use crate::model::{inv_freq, Llama};
+use crate::model::{inv_freq, CachedDecoder, Llama, Session};
 use crate::{LlmError, Result};
 
 /// Positions whose RoPE tables are precomputed; later positions (long-context models) are
@@ -704,53 +704,36 @@ fn causal_mask(start: usize, t: usize, device: &Device) -> Result<Option<Tensor>
     Ok(Some(Tensor::from_vec(vals, (t, total), device)?))
 }
 
+impl CachedDecoder for QLlama {
+    type Cache = QKvCache;
+    fn new_cache(&self) -> QKvCache {
+        QLlama::new_cache(self)
+    }
+    fn cached_tokens(cache: &QKvCache) -> usize {
+        cache.len()
+    }
+    fn clear_cache(cache: &mut QKvCache) {
+        cache.reset()
+    }
+    fn forward_last(
+        &self,
+        ids: &Tensor,
+        start: usize,
+        cache: Option<&mut QKvCache>,
+    ) -> Result<Tensor> {
+        QLlama::forward_last(self, ids, start, cache)
+    }
+    fn config(&self) -> &LlamaConfig {
+        QLlama::config(self)
+    }
+    fn device(&self) -> &Device {
+        QLlama::device(self)
+    }
+}
+
 /// A generation session on a [`QLlama`] (borrowed or `Arc`-shared) with its KV cache, for
 /// [`crate::generate::generate`].
-pub struct QLlamaSession<M: std::ops::Deref<Target = QLlama>> {
-    model: M,
-    cache: QKvCache,
-}
-
-impl<M: std::ops::Deref<Target = QLlama>> QLlamaSession<M> {
-    pub fn new(model: M) -> Self {
-        let cache = model.new_cache();
-        QLlamaSession { model, cache }
-    }
-
-    /// Tokens fed so far.
-    pub fn position(&self) -> usize {
-        self.cache.len()
-    }
-}
-
-impl<M: std::ops::Deref<Target = QLlama>> crate::generate::StepModel for QLlamaSession<M> {
-    fn step(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        if tokens.is_empty() {
-            return Err(LlmError::Generate("step called with no tokens".into()));
-        }
-        let start = self.cache.len();
-        let ctx = self.model.cfg.max_position_embeddings;
-        if start + tokens.len() > ctx {
-            return Err(LlmError::Generate(format!(
-                "{} tokens exceed the context of {ctx}",
-                start + tokens.len()
-            )));
-        }
-        let ids = Tensor::new(tokens, &self.model.device)?.unsqueeze(0)?;
-        let logits = self
-            .model
-            .forward_last(&ids, start, Some(&mut self.cache))?;
-        Ok(logits.squeeze(0)?.to_vec1()?)
-    }
-
-    fn reset(&mut self) {
-        self.cache.reset();
-    }
-
-    fn max_context(&self) -> usize {
-        self.model.cfg.max_position_embeddings
-    }
-}
+pub type QLlamaSession<M> = Session<M>;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
