@@ -690,7 +690,7 @@ pub fn replay(ctx: &Ctx, into: &Path) -> Result<()> {
 
 /// The personal model's card (what it was trained on, how far), or null before `train llm`.
 fn llm_card(data: &Path, avatar: &str) -> serde_json::Value {
-    let p = crate::llm::model_dir(data, avatar).join(avatar_trainer::job::CARD_FILE);
+    let p = crate::llm::card_path(data, avatar);
     std::fs::read(p)
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())

@@ -32,6 +32,11 @@ pub fn model_dir(data: &Path, avatar: &str) -> PathBuf {
     data.join("models").join(avatar).join("llm")
 }
 
+/// The model card written by `train llm` (its presence means the avatar has a trained model).
+pub fn card_path(data: &Path, avatar: &str) -> PathBuf {
+    model_dir(data, avatar).join(avatar_trainer::job::CARD_FILE)
+}
+
 /// The persona line shared by training and answering.
 pub fn persona(name: &str) -> String {
     format!("You are {name}. Reply as {name} would, in their own words and style.")

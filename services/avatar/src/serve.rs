@@ -359,7 +359,7 @@ impl EmbeddedBackend {
     /// The avatar's answering model (finetuned when trained, else the base), loaded once per
     /// avatar and reloaded when its adapter changes.
     fn model(&self, avatar: &str, base: &BaseModel) -> BackendResult<(Arc<QLlama>, bool)> {
-        let card = crate::llm::model_dir(&self.dir, avatar).join(avatar_trainer::job::CARD_FILE);
+        let card = crate::llm::card_path(&self.dir, avatar);
         let stamp = std::fs::metadata(&card).and_then(|m| m.modified()).ok();
         let mut models = self
             .models
@@ -398,9 +398,7 @@ impl Backend for EmbeddedBackend {
         let mut out = Vec::new();
         for a in app.avatars().map_err(internal_anyhow)? {
             let card = load_card(&self.dir, &a).map_err(internal_anyhow)?;
-            let has_model = crate::llm::model_dir(&self.dir, &a.avatar_id)
-                .join(avatar_trainer::job::CARD_FILE)
-                .is_file();
+            let has_model = crate::llm::card_path(&self.dir, &a.avatar_id).is_file();
             out.push(AvatarInfo {
                 id: a.avatar_id,
                 name: a.name,
