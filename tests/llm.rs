@@ -8,18 +8,10 @@ use common::*;
 use std::path::{Path, PathBuf};
 
 fn base_model() -> Option<PathBuf> {
-    let base = std::env::var_os("AVATAR_MODELS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/avatar/models"))
-        })?;
-    let p = base.join("SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipping: no base model; run infra/fetch-models.sh smollm2");
-        None
-    }
+    installed_model(
+        "SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "smollm2",
+    )
 }
 
 fn demo_data(dir: &Path) -> PathBuf {

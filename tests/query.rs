@@ -122,16 +122,7 @@ fn token(data: &Path, avatar: &str, role: &str) -> String {
 }
 
 fn base_model_installed() -> bool {
-    let base = std::env::var_os("AVATAR_MODELS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/avatar/models"))
-        });
-    let present = base.is_some_and(|b| b.join("SmolLM2-135M-Instruct").is_dir());
-    if !present {
-        eprintln!("skipping the chat part: no base model; run infra/fetch-models.sh smollm2");
-    }
-    present
+    installed_model("SmolLM2-135M-Instruct", "smollm2").is_some()
 }
 
 fn hit_ids(v: &serde_json::Value) -> Vec<String> {

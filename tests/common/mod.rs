@@ -17,20 +17,27 @@ pub fn cmd(data: &Path) -> Command {
     c
 }
 
-/// The installed embedding model folder, if any (`infra/fetch-models.sh` puts it there).
-pub fn embed_model() -> Option<PathBuf> {
+/// A file or folder under the models root (`$AVATAR_MODELS`, default ~/.cache/avatar/models)
+/// that `infra/fetch-models.sh WHICH` installs, if it is there (else a skip message).
+pub fn installed_model(rel: &str, which: &str) -> Option<PathBuf> {
     let base = std::env::var_os("AVATAR_MODELS")
         .map(PathBuf::from)
         .or_else(|| {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/avatar/models"))
         })?;
-    let dir = base.join("all-MiniLM-L6-v2");
-    if dir.join("model.safetensors").is_file() {
-        Some(dir)
+    let p = base.join(rel);
+    if p.exists() {
+        Some(p)
     } else {
-        eprintln!("skipping: no embedding model; run infra/fetch-models.sh");
+        eprintln!("skipping: no {rel}; run infra/fetch-models.sh {which}");
         None
     }
+}
+
+/// The installed embedding model folder, if any (`infra/fetch-models.sh` puts it there).
+pub fn embed_model() -> Option<PathBuf> {
+    installed_model("all-MiniLM-L6-v2/model.safetensors", "minilm")
+        .and_then(|p| p.parent().map(Path::to_path_buf))
 }
 
 /// Runs `avatar --data DATA ARGS…` and returns its output, failing the test on a non-zero exit.
