@@ -3,7 +3,7 @@
 use crate::app::{default_data_dir, App};
 use crate::{
     Cli, Command, DatasetCommand, EvalCommand, ExportCommand, IdentityCommand, MemoryCommand,
-    ServeCommand, TokenCommand, TrainCommand,
+    PrivacyCommand, ServeCommand, TokenCommand, TrainCommand,
 };
 use anyhow::{bail, Context, Result};
 use avatar_runtime::{BlobStore, EventLog, RecordStore, SearchIndex};
@@ -57,9 +57,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
         } => crate::llm::eval_llm(&ctx, base.as_deref(), samples, json),
         Command::Dataset { command } => match command {
-            DatasetCommand::Build { base, json } => {
-                crate::llm::dataset_build(&ctx, base.as_deref(), json)
-            }
+            DatasetCommand::Build {
+                base,
+                json,
+                keep_pii,
+                redact_names,
+            } => crate::llm::dataset_build(&ctx, base.as_deref(), json, keep_pii, redact_names),
             DatasetCommand::Show { json, split, limit } => {
                 crate::llm::dataset_show(&ctx, json, split, limit)
             }
@@ -130,6 +133,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve {
             command: ServeCommand::Query { addr, base },
         } => serve(&ctx, ctx.open()?, addr, base),
+        Command::Serve {
+            command: ServeCommand::Email(args),
+        } => crate::email::run(&ctx, args),
+        Command::Privacy {
+            command: PrivacyCommand::Report { json },
+        } => crate::privacy::report(&ctx, json),
         Command::Token { command } => match command {
             TokenCommand::Create { role } => token_create(&ctx, &role),
             TokenCommand::List { json } => token_list(&ctx, json),
@@ -162,7 +171,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn open(&self) -> Result<App> {
+    pub fn open(&self) -> Result<App> {
         App::open(&self.data)
     }
 

@@ -177,7 +177,7 @@ fn personal_model(ctx: &Ctx, steps: usize) -> Result<()> {
         return Ok(());
     }
     step("avatar dataset build");
-    crate::llm::dataset_build(ctx, None, false)?;
+    crate::llm::dataset_build(ctx, None, false, false, false)?;
     step(&format!(
         "avatar train llm --steps {steps} --seq-len 128   (a short LoRA run on SmolLM2-135M; real runs use more steps)"
     ));

@@ -72,7 +72,13 @@ fn build(app: &App, avatar: &str, base: Option<&BaseModel>) -> Result<Vec<SftExa
     Ok(examples)
 }
 
-pub fn dataset_build(ctx: &Ctx, base: Option<&str>, as_json: bool) -> Result<()> {
+pub fn dataset_build(
+    ctx: &Ctx,
+    base: Option<&str>,
+    as_json: bool,
+    _keep_pii: bool,
+    _redact_names: bool,
+) -> Result<()> {
     let app = App::open(&ctx.data)?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     // Token budgets are counted with the base model's tokenizer when it is installed.

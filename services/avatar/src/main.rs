@@ -4,7 +4,9 @@
 mod app;
 mod commands;
 mod demo;
+mod email;
 mod llm;
+mod privacy;
 mod semantic;
 mod serve;
 
@@ -222,6 +224,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What privacy protection did: the third parties' data redacted from the training set,
+    /// by kind and by source.
+    ///
+    /// Example: avatar privacy report --json
+    Privacy {
+        #[command(subcommand)]
+        command: PrivacyCommand,
+    },
     /// The main job end to end on samples shipped with Avatar: init, ingest, search, replay.
     Demo {
         /// Keep the demo's data directory here instead of a temporary one.
@@ -244,6 +254,21 @@ pub enum ServeCommand {
         addr: std::net::SocketAddr,
         #[arg(long)]
         base: Option<String>,
+    },
+    /// Answer questions mailed to the avatar's address: read new mail over IMAP, reply over
+    /// SMTP with the answer and its citations.
+    ///
+    /// Example: avatar serve email --imap imap.example.org:993 --smtp smtp.example.org:465
+    ///          --user ada-avatar@example.org --password-env MAIL_PASSWORD --allow @example.org
+    Email(crate::email::EmailArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PrivacyCommand {
+    /// What was redacted from the training set (built by `avatar dataset build`), by kind and source.
+    Report {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -311,6 +336,13 @@ pub enum DatasetCommand {
         base: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Keep other people's personal data (addresses, numbers, cards, keys) in the training
+        /// set instead of redacting it. Not recommended.
+        #[arg(long)]
+        keep_pii: bool,
+        /// Also replace third parties' names with consistent placeholders ([PERSON_1], …).
+        #[arg(long)]
+        redact_names: bool,
     },
     /// Print the training conversations.
     Show {
