@@ -22,7 +22,7 @@ pub struct App {
     pub records: SqliteRecordStore,
     pub index: TantivyIndex,
     /// Embedder + vector store, when an embedding model is installed.
-    pub semantic: Option<crate::semantic::SemanticParts>,
+    pub semantic: Option<std::sync::Arc<crate::semantic::SemanticParts>>,
 }
 
 impl App {

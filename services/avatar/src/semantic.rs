@@ -16,7 +16,7 @@ use avatar_schemas::{Record, RecordKind};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The candle embedder behind the runtime's [`TextEmbedder`] seam.
 pub struct CandleEmbedder(pub avatar_embed::Embedder);
@@ -51,15 +51,21 @@ impl SemanticParts {
     /// Cosine of `query` (a unit vector) with each record's [`avatar_retrieve::rerank_text`],
     /// embedding only the records not seen before in this process.
     fn record_cosines(&self, query: &[f32], records: &[&Record]) -> Result<HashMap<String, f32>> {
-        let mut cache = self
-            .record_vectors
-            .lock()
-            .map_err(|_| anyhow::anyhow!("the record embedding cache is poisoned"))?;
-        let missing: Vec<&Record> = records
-            .iter()
-            .copied()
-            .filter(|r| !cache.contains_key(&r.id))
-            .collect();
+        let cache_lock = || {
+            self.record_vectors
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the record embedding cache is poisoned"))
+        };
+        let missing: Vec<&Record> = {
+            let cache = cache_lock()?;
+            records
+                .iter()
+                .copied()
+                .filter(|r| !cache.contains_key(&r.id))
+                .collect()
+        };
+        // Embedded without holding the cache: two searches may embed the same record twice,
+        // which costs a little time but never blocks one search behind another's model call.
         if !missing.is_empty() {
             let texts: Vec<String> = missing
                 .iter()
@@ -74,10 +80,12 @@ impl SemanticParts {
                     missing.len()
                 );
             }
+            let mut cache = cache_lock()?;
             for (r, v) in missing.iter().zip(vectors) {
                 cache.insert(r.id.clone(), v);
             }
         }
+        let cache = cache_lock()?;
         Ok(records
             .iter()
             .filter_map(|r| {
@@ -93,7 +101,7 @@ impl SemanticParts {
 /// Loads the embedding model (`$AVATAR_EMBED_MODEL`, else the default model folder) and opens
 /// its vector store under `DIR/vectors/<model>`. `Ok(None)` when no model is installed: search
 /// then falls back to BM25 and says so.
-pub fn open(data: &Path) -> Result<Option<SemanticParts>> {
+pub fn open(data: &Path) -> Result<Option<Arc<SemanticParts>>> {
     let dir = match std::env::var_os("AVATAR_EMBED_MODEL") {
         Some(d) if d == "none" => return Ok(None),
         Some(d) => std::path::PathBuf::from(d),
@@ -112,11 +120,11 @@ pub fn open(data: &Path) -> Result<Option<SemanticParts>> {
     std::fs::create_dir_all(&store_dir)?;
     let store = EdgeVectorStore::open(&store_dir, embedder.dim())
         .with_context(|| format!("cannot open the vector store in {}", store_dir.display()))?;
-    Ok(Some(SemanticParts {
+    Ok(Some(Arc::new(SemanticParts {
         embedder: CandleEmbedder(embedder),
         store,
         record_vectors: Mutex::new(HashMap::new()),
-    }))
+    })))
 }
 
 /// Search filters, applied in the store queries.
@@ -246,8 +254,30 @@ pub fn search(
     k: usize,
     filters: &Filters,
 ) -> Result<Vec<Hit>> {
+    search_with(
+        &|| Ok(app),
+        app.semantic.as_deref(),
+        avatar,
+        query,
+        mode,
+        k,
+        filters,
+    )
+}
+
+/// [`search`] for a shared data directory: `lock` is taken only for the store reads, while the
+/// embedding of the query and of the rerank candidates (the slow part, ~10–100 ms) runs
+/// outside it, so concurrent searches of a server overlap instead of queueing on one lock.
+pub fn search_with<G: std::ops::Deref<Target = App>>(
+    lock: &dyn Fn() -> Result<G>,
+    semantic: Option<&SemanticParts>,
+    avatar: &str,
+    query: &str,
+    mode: Mode,
+    k: usize,
+    filters: &Filters,
+) -> Result<Vec<Hit>> {
     let wants_vectors = mode != Mode::Bm25;
-    let semantic = app.semantic.as_ref();
     let mode = match (wants_vectors, semantic) {
         (true, None) if mode == Mode::Vector => bail!(
             "vector search needs the embedding model: run `infra/fetch-models.sh` (or set AVATAR_EMBED_MODEL to a BERT-family model folder)"
@@ -263,6 +293,18 @@ pub fn search(
     } else {
         k.max(1) * FILTER_OVERFETCH
     };
+    // The query's vector first, before the lock.
+    let query_vector = match (mode != Mode::Bm25, semantic) {
+        (true, Some(sem)) => Some(
+            sem.embedder
+                .embed(&[query])?
+                .into_iter()
+                .next()
+                .context("the embedder returned no vector")?,
+        ),
+        _ => None,
+    };
+    let app = lock()?;
     let mut bm25 = Vec::new();
     let mut memory_bm25 = Vec::new();
     if mode != Mode::Vector {
@@ -292,14 +334,7 @@ pub fn search(
     }
     let mut vector = Vec::new();
     let mut memory_vector = Vec::new();
-    let mut query_vector = None;
-    if let (true, Some(sem)) = (mode != Mode::Bm25, semantic) {
-        let q = sem
-            .embedder
-            .embed(&[query])?
-            .into_iter()
-            .next()
-            .context("the embedder returned no vector")?;
+    if let (Some(q), Some(sem)) = (&query_vector, semantic) {
         let to_hit = |h: avatar_runtime::VectorHit| VectorHit {
             chunk_id: h.id,
             record_ids: h.payload.record_ids,
@@ -309,21 +344,20 @@ pub fn search(
         };
         vector = sem
             .store
-            .search(&q, &filters.vector_filter(avatar, vec![]), fetch)?
+            .search(q, &filters.vector_filter(avatar, vec![]), fetch)?
             .into_iter()
             .map(to_hit)
             .collect();
         memory_vector = sem
             .store
             .search(
-                &q,
+                q,
                 &filters.vector_filter(avatar, vec!["memory".into()]),
                 MEMORY_CANDIDATES,
             )?
             .into_iter()
             .map(to_hit)
             .collect();
-        query_vector = Some(q);
     }
     let cfg = fusion_config();
     let rerank = match (mode, semantic, query_vector) {
@@ -347,6 +381,7 @@ pub fn search(
             records.insert(c.record_id.clone(), record);
         }
     }
+    drop(app);
     let cited = match rerank {
         Some((sem, q)) => {
             let head: Vec<&Record> = cited

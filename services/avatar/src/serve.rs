@@ -249,6 +249,9 @@ struct CachedModel {
 pub struct EmbeddedBackend {
     dir: PathBuf,
     app: Mutex<App>,
+    /// The embedder and vector store, shared outside the data directory's lock so searches
+    /// embed concurrently (see [`crate::semantic::search_with`]).
+    semantic: Option<Arc<crate::semantic::SemanticParts>>,
     /// Base model: `None` = the default (`infra/fetch-models.sh smollm2`).
     base_arg: Option<String>,
     base: Mutex<Option<Arc<BaseModel>>>,
@@ -308,6 +311,7 @@ impl EmbeddedBackend {
     pub fn new(app: App, base: Option<String>) -> EmbeddedBackend {
         EmbeddedBackend {
             dir: app.dir.clone(),
+            semantic: app.semantic.clone(),
             app: Mutex::new(app),
             base_arg: base,
             base: Mutex::new(None),
@@ -320,6 +324,28 @@ impl EmbeddedBackend {
         self.app
             .lock()
             .map_err(|_| BackendError::Internal("the data directory lock is poisoned".into()))
+    }
+
+    /// Hybrid/BM25/vector search with the data directory locked only for the store reads.
+    fn search_unlocked(
+        &self,
+        avatar: &str,
+        query: &str,
+        mode: avatar_retrieve::Mode,
+        k: usize,
+        filters: &crate::semantic::Filters,
+    ) -> BackendResult<Vec<crate::semantic::Hit>> {
+        let lock = || self.app().map_err(anyhow::Error::from);
+        crate::semantic::search_with(
+            &lock,
+            self.semantic.as_deref(),
+            avatar,
+            query,
+            mode,
+            k,
+            filters,
+        )
+        .map_err(internal_anyhow)
     }
 
     /// The avatar, or NotFound (the router checked the token, not that the avatar exists).
@@ -432,9 +458,8 @@ impl Backend for EmbeddedBackend {
                 .transpose()?,
         };
         let k = q.k.unwrap_or(10).clamp(1, MAX_K);
-        let app = self.app()?;
-        self.avatar(&app, avatar)?;
-        let mode = match (mode, app.semantic.is_some()) {
+        self.avatar(&*self.app()?, avatar)?;
+        let mode = match (mode, self.semantic.is_some()) {
             (avatar_retrieve::Mode::Vector, false) => {
                 return Err(BackendError::Unavailable(
                     "vector search needs the embedding model; run infra/fetch-models.sh".into(),
@@ -444,8 +469,7 @@ impl Backend for EmbeddedBackend {
             (avatar_retrieve::Mode::Hybrid, false) => avatar_retrieve::Mode::Bm25,
             (m, _) => m,
         };
-        let hits = crate::semantic::search(&app, avatar, &q.q, mode, k, &filters)
-            .map_err(internal_anyhow)?;
+        let hits = self.search_unlocked(avatar, &q.q, mode, k, &filters)?;
         Ok(hits.iter().map(citation).collect())
     }
 
@@ -465,13 +489,28 @@ impl Backend for EmbeddedBackend {
             ));
         }
         let question = last.content.as_str();
-        let (card, hits) = {
+        let card = {
             let app = self.app()?;
             let a = self.avatar(&app, avatar)?;
-            let card = load_card(&self.dir, &a).map_err(internal_anyhow)?;
-            let hits = crate::llm::retrieve(&app, avatar, question, params.k.min(MAX_K))
-                .map_err(internal_anyhow)?;
-            (card, hits)
+            load_card(&self.dir, &a).map_err(internal_anyhow)?
+        };
+        // As `crate::llm::retrieve`, but embedding outside the lock.
+        let hits = match (params.k.min(MAX_K), self.semantic.is_some()) {
+            (0, _) => Vec::new(),
+            (k, true) => self.search_unlocked(
+                avatar,
+                question,
+                avatar_retrieve::Mode::Hybrid,
+                k,
+                &crate::semantic::Filters::default(),
+            )?,
+            (k, false) => self.search_unlocked(
+                avatar,
+                question,
+                avatar_retrieve::Mode::Bm25,
+                k,
+                &crate::semantic::Filters::default(),
+            )?,
         };
         let base = self.base()?;
         let (model, finetuned) = self.model(avatar, &base)?;
