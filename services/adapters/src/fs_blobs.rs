@@ -36,6 +36,25 @@ impl FsBlobStore {
     }
 }
 
+impl FsBlobStore {
+    /// Removes the blob `sha256` (forgetting a source); false when it was not there.
+    pub fn delete(&self, sha256: &str) -> Result<bool> {
+        let Some(path) = self.path_of(sha256) else {
+            return Ok(false);
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                if let Some(folder) = path.parent() {
+                    sync_dir(folder)?;
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 impl BlobStore for FsBlobStore {
     fn put(&self, bytes: &[u8]) -> Result<String> {
         let key = sha256_hex(bytes);
@@ -90,6 +109,19 @@ mod tests {
     fn passes_the_blob_store_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
         blob_store_suite(&FsBlobStore::open(&dir.path().join("blobs")).unwrap());
+    }
+
+    #[test]
+    fn delete_removes_a_blob_once_and_refuses_bad_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let key = store.put(b"forget me").unwrap();
+        let kept = store.put(b"keep me").unwrap();
+        assert!(store.delete(&key).unwrap());
+        assert!(!store.contains(&key).unwrap());
+        assert!(!store.delete(&key).unwrap(), "second delete finds nothing");
+        assert!(!store.delete("../../etc/passwd").unwrap());
+        assert_eq!(store.get(&kept).unwrap(), b"keep me");
     }
 
     #[test]

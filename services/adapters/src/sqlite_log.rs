@@ -56,6 +56,46 @@ impl SqliteEventLog {
             .map_err(|_| StoreError::Backend("event log mutex poisoned".into()))
     }
 
+    /// Physically removes every event `remove` selects (what a forget tombstone covers: the
+    /// derived records, memories, and artifacts all of whose records are forgotten), then
+    /// rewrites the file so the bytes are gone from disk too, not just unlinked from the table.
+    /// Offsets of the remaining events do not change; consumers' checkpoints stay valid.
+    /// Returns how many events were removed. Events that do not decode are kept.
+    pub fn purge(&self, remove: &dyn Fn(&Envelope) -> bool) -> Result<usize> {
+        let conn = self.lock()?;
+        let mut doomed: Vec<i64> = Vec::new();
+        {
+            let mut stmt = conn
+                .prepare(r#"SELECT "offset", json FROM events ORDER BY "offset""#)
+                .backend()?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .backend()?;
+            for row in rows {
+                let (offset, json) = row.backend()?;
+                if let Ok(e) = Envelope::from_json(&json) {
+                    if remove(&e) {
+                        doomed.push(offset);
+                    }
+                }
+            }
+        }
+        if !doomed.is_empty() {
+            let tx = conn.unchecked_transaction().backend()?;
+            {
+                let mut del = tx
+                    .prepare(r#"DELETE FROM events WHERE "offset" = ?1"#)
+                    .backend()?;
+                for o in &doomed {
+                    del.execute([o]).backend()?;
+                }
+            }
+            tx.commit().backend()?;
+        }
+        scrub_file(&conn)?;
+        Ok(doomed.len())
+    }
+
     /// Like [`EventLog::read`] but only events whose kind is one of `kinds`; offsets keep
     /// their gaps. Lets a consumer that cares about one topic skip the rest in SQL.
     pub fn read_kinds(&self, from: Offset, max: usize, kinds: &[&str]) -> Result<Vec<Stored>> {
@@ -117,6 +157,17 @@ pub(crate) fn configure(conn: &Connection) -> Result<()> {
         )));
     }
     conn.pragma_update(None, "synchronous", "FULL").backend()?;
+    Ok(())
+}
+
+/// Makes deleted rows unrecoverable from the file: `secure_delete` zeroes freed pages, the WAL
+/// (which still holds old page images) is checkpointed and truncated, and VACUUM rewrites the
+/// database without free pages. Costs a full rewrite: for forgetting, not for every write.
+pub(crate) fn scrub_file(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "secure_delete", "ON").backend()?;
+    conn.execute_batch("VACUUM;").backend()?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .backend()?;
     Ok(())
 }
 
@@ -294,6 +345,72 @@ mod tests {
                 format_hint: None,
             }),
         )
+    }
+
+    /// Every byte of the database and its WAL, to check that purged text is really gone.
+    fn file_bytes(db: &std::path::Path) -> Vec<u8> {
+        let mut out = std::fs::read(db).unwrap();
+        let wal = db.with_extension("db-wal");
+        if let Ok(w) = std::fs::read(wal) {
+            out.extend(w);
+        }
+        out
+    }
+
+    fn contains(hay: &[u8], needle: &str) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    #[test]
+    fn purge_removes_the_events_and_their_bytes_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let log = SqliteEventLog::open(&path).unwrap();
+        let memory = |text: &str| {
+            Envelope::new(
+                "ada",
+                "memory:",
+                Payload::Memory(MemoryAdded {
+                    text: text.into(),
+                    title: None,
+                    added_by: None,
+                }),
+            )
+        };
+        // Enough filler that the doomed rows share pages with kept ones.
+        let mut events = vec![artifact("ada", "aa")];
+        for i in 0..50 {
+            events.push(memory(&format!("kept memory number {i} about the engine")));
+        }
+        events.push(memory("the vault code is ZEBRAQUARTZ7781"));
+        events.push(memory("keep KESTRELFJORD too"));
+        log.append(&events).unwrap();
+        log.commit("parse", 10, &[]).unwrap();
+        assert!(contains(&file_bytes(&path), "ZEBRAQUARTZ7781"));
+
+        let removed = log
+            .purge(&|e| match &e.payload {
+                Payload::Memory(m) => m.text.contains("ZEBRAQUARTZ"),
+                _ => false,
+            })
+            .unwrap();
+        assert_eq!(removed, 1);
+        let bytes = file_bytes(&path);
+        assert!(
+            !contains(&bytes, "ZEBRAQUARTZ7781"),
+            "purged text left on disk"
+        );
+        assert!(contains(&bytes, "KESTRELFJORD"));
+        // Offsets keep their gap, the rest reads as before, checkpoints survive.
+        let all = log.read(0, 1000).unwrap();
+        assert_eq!(all.len(), 52);
+        assert_eq!(all.last().unwrap().offset, 52);
+        assert_eq!(log.end().unwrap(), 53);
+        assert_eq!(log.checkpoint("parse").unwrap(), 10);
+        drop(log);
+        let log = SqliteEventLog::open(&path).unwrap();
+        assert_eq!(log.read(0, 1000).unwrap().len(), 52);
+        assert_eq!(log.purge(&|_| false).unwrap(), 0);
     }
 
     #[test]

@@ -74,6 +74,11 @@ impl SqliteRecordStore {
             .map_err(|_| StoreError::Backend("record store mutex poisoned".into()))
     }
 
+    /// Rewrites the file so deleted (forgotten) records leave no bytes behind.
+    pub fn scrub(&self) -> Result<()> {
+        crate::sqlite_log::scrub_file(&*self.lock()?)
+    }
+
     /// Number of `avatar`'s records per format, sorted by format (for `avatar status`).
     pub fn avatars_counts(&self, avatar: &str) -> Result<Vec<(String, u64)>> {
         let conn = self.lock()?;
@@ -298,6 +303,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteRecordStore::open(&dir.path().join("records.db")).unwrap();
         (dir, s)
+    }
+
+    #[test]
+    fn scrub_leaves_no_bytes_of_deleted_records() {
+        let (dir, s) = store();
+        let mut rs: Vec<Record> = (0..40)
+            .map(|i| record(&format!("k{i}"), "ada", &format!("kept record {i}")))
+            .collect();
+        rs.push(record("gone", "ada", "the vault code is ZEBRAQUARTZ7781"));
+        s.apply("records", 1, &rs, &[]).unwrap();
+        s.apply("records", 2, &[], &["gone".into()]).unwrap();
+        s.scrub().unwrap();
+        let mut bytes = std::fs::read(dir.path().join("records.db")).unwrap();
+        if let Ok(w) = std::fs::read(dir.path().join("records.db-wal")) {
+            bytes.extend(w);
+        }
+        let has = |n: &str| bytes.windows(n.len()).any(|w| w == n.as_bytes());
+        assert!(!has("ZEBRAQUARTZ7781"));
+        assert!(has("kept record 39"));
+        assert_eq!(s.records("ada").unwrap().len(), 40);
+        assert_eq!(s.checkpoint("records").unwrap(), 2);
     }
 
     #[test]

@@ -106,6 +106,23 @@ impl TantivyIndex {
         Ok(guard)
     }
 
+    /// Merges every segment into one and deletes the old files. A tantivy delete only marks
+    /// documents; their text stays in the segment's store until a merge rewrites it, so
+    /// forgetting calls this to take the bytes off the disk.
+    pub fn compact(&self) -> Result<()> {
+        let mut guard = self.writer()?;
+        let Some(writer) = guard.as_mut() else {
+            return Err(StoreError::Backend("index writer missing".into()));
+        };
+        let segments = self.index.searchable_segment_ids().backend()?;
+        if !segments.is_empty() {
+            writer.merge(&segments).wait().backend()?;
+        }
+        writer.garbage_collect_files().wait().backend()?;
+        drop(guard);
+        self.reader.reload().backend()
+    }
+
     fn document(&self, r: &Record) -> TantivyDocument {
         let f = &self.fields;
         let mut doc = TantivyDocument::default();
@@ -269,6 +286,51 @@ mod tests {
 
     fn ids(hits: &[Hit]) -> Vec<&str> {
         hits.iter().map(|h| h.record_id.as_str()).collect()
+    }
+
+    #[test]
+    fn compact_drops_deleted_documents_from_the_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = TantivyIndex::open(dir.path()).unwrap();
+        // Two commits make two segments; the delete only marks the document.
+        idx.apply(
+            1,
+            &[
+                rec("r1", "ada", "zebraquartz vault code"),
+                rec("r3", "ada", "bernoulli numbers"),
+            ],
+            &[],
+        )
+        .unwrap();
+        idx.apply(2, &[rec("r2", "ada", "the analytical engine")], &[])
+            .unwrap();
+        idx.apply(3, &[], &["r1".to_string()]).unwrap();
+        let deleted = |idx: &TantivyIndex| -> (u32, usize) {
+            let searcher = idx.reader.searcher();
+            let readers = searcher.segment_readers();
+            (
+                readers.iter().map(|r| r.num_deleted_docs()).sum(),
+                readers.len(),
+            )
+        };
+        assert_eq!(deleted(&idx).0, 1, "tantivy keeps the deleted document");
+        idx.compact().unwrap();
+        assert_eq!(
+            deleted(&idx),
+            (0, 1),
+            "one segment, nothing deleted left in it"
+        );
+        assert!(idx.search("ada", "zebraquartz", 10).unwrap().is_empty());
+        assert_eq!(ids(&idx.search("ada", "engine", 10).unwrap()), vec!["r2"]);
+        assert_eq!(
+            ids(&idx.search("ada", "bernoulli", 10).unwrap()),
+            vec!["r3"]
+        );
+        assert_eq!(idx.checkpoint().unwrap(), 3);
+        // Compacting an empty or already compact index is fine.
+        idx.compact().unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        TantivyIndex::open(empty.path()).unwrap().compact().unwrap();
     }
 
     #[test]

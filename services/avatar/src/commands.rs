@@ -136,6 +136,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve {
             command: ServeCommand::Email(args),
         } => crate::email::run(&ctx, args),
+        Command::Forget {
+            source,
+            record,
+            before,
+            participant,
+            reason,
+            json,
+        } => forget(&ctx, source, record, before, participant, reason, json),
         Command::Privacy {
             command: PrivacyCommand::Report { json },
         } => crate::privacy::report(&ctx, json),
@@ -826,6 +834,42 @@ fn up(ctx: &Ctx, addr: std::net::SocketAddr, base: Option<String>) -> Result<()>
         );
     }
     serve(ctx, app, addr, base)
+}
+
+fn forget(
+    ctx: &Ctx,
+    source: Option<String>,
+    record: Option<String>,
+    before: Option<String>,
+    participant: Option<String>,
+    reason: Option<String>,
+    as_json: bool,
+) -> Result<()> {
+    let target = crate::forget::target(source, record, before, participant)?;
+    let app = ctx.open()?;
+    let avatar = app.avatar(ctx.avatar.as_deref())?;
+    let report = crate::forget::forget(&app, &avatar.avatar_id, target, reason, "cli:forget")?;
+    if as_json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "forgot {} record(s): removed from the records, index, vectors and datasets; {} event(s) \
+         and {} raw file(s) deleted",
+        report.records, report.events_removed, report.blobs_removed
+    );
+    if report.training_set_removed {
+        println!("the training set held them and was removed; `avatar dataset build` rebuilds it");
+    }
+    if report.model_removed {
+        println!(
+            "the personal model was trained on them and was removed; retrain: avatar train llm"
+        );
+    }
+    if report.records == 0 {
+        println!("(nothing matched; the tombstone stays in the log for replay)");
+    }
+    Ok(())
 }
 
 /// Serves the query API over `app` until Ctrl-C / SIGTERM.

@@ -5,6 +5,7 @@ mod app;
 mod commands;
 mod demo;
 mod email;
+mod forget;
 mod llm;
 mod privacy;
 mod semantic;
@@ -221,6 +222,31 @@ pub enum Command {
         /// behind — not NAME themself.").
         #[arg(long)]
         disclosure: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget part of what the avatar knows, everywhere: records, index, vectors, datasets,
+    /// the log and the raw files; a personal model trained on it is removed for retraining.
+    ///
+    /// Examples: avatar forget --participant bob@example.org --reason "Bob asked to be removed"
+    ///           avatar forget --source ~/exports/old-chat.txt
+    ///           avatar forget --before 2015-01-01
+    Forget {
+        /// A source as ingested: a path (or file:// URI); an archive covers everything in it.
+        #[arg(long)]
+        source: Option<String>,
+        /// One record, by the id `avatar records --json` or a citation shows.
+        #[arg(long)]
+        record: Option<String>,
+        /// Everything written before this date (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        before: Option<String>,
+        /// Everything by this participant (a name, address or handle as `records` shows it).
+        #[arg(long)]
+        participant: Option<String>,
+        /// Why (kept in the tombstone; never the forgotten content).
+        #[arg(long)]
+        reason: Option<String>,
         #[arg(long)]
         json: bool,
     },

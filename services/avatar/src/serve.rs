@@ -15,8 +15,8 @@ use avatar_query::{
     Answer, AskParams, AvatarInfo, Backend, BackendError, BackendResult, Citation, MemoryView,
     NewMemory, SearchQuery, Turn,
 };
-use avatar_runtime::{EventLog, RecordStore};
-use avatar_schemas::{AvatarCreated, Envelope, Forget, ForgetTarget, Payload, Record, RecordKind};
+use avatar_runtime::RecordStore;
+use avatar_schemas::{AvatarCreated, ForgetTarget, Record, RecordKind};
 use avatar_trainer::BaseModel;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -268,6 +268,11 @@ fn internal_anyhow(e: anyhow::Error) -> BackendError {
 }
 
 /// A date bound from the API: like the CLI's, but the caller's fault when malformed.
+/// A date bound for the CLI: RFC 3339, or YYYY-MM-DD (start of day, or its end).
+pub fn parse_date(s: &str, end_of_day: bool) -> Result<chrono::DateTime<chrono::Utc>> {
+    parse_bound(s, end_of_day).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 fn parse_bound(s: &str, end_of_day: bool) -> BackendResult<chrono::DateTime<chrono::Utc>> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&chrono::Utc));
@@ -617,16 +622,15 @@ impl Backend for EmbeddedBackend {
             Some(r) if r.avatar == avatar && r.kind == RecordKind::Memory => {}
             _ => return Err(BackendError::NotFound(format!("no memory `{id}`"))),
         }
-        let event = Envelope::new(
-            avatar.to_string(),
+        crate::forget::forget(
+            &app,
+            avatar,
+            ForgetTarget::Record(id.to_string()),
+            Some("memory deleted through the API".into()),
             "api:memories",
-            Payload::Forget(Forget {
-                target: ForgetTarget::Record(id.to_string()),
-                reason: Some("memory deleted through the API".into()),
-            }),
-        );
-        app.log.append(&[event]).map_err(internal)?;
-        Self::process(&app)
+        )
+        .map_err(internal_anyhow)?;
+        Ok(())
     }
 
     fn record(&self, avatar: &str, id: &str) -> BackendResult<Record> {
