@@ -30,6 +30,17 @@ if [ "${AVATAR_SKIP_BROWSER:-0}" != 1 ]; then
     exit "$rc"
   fi
 fi
+# Ask-by-email against Dovecot and a local SMTP server. Exit 3 means its tools (dovecot,
+# aiosmtpd) could not be installed on this machine: reported as skipped; any other failure fails.
+if [ "${AVATAR_SKIP_EMAIL:-0}" != 1 ]; then
+  rc=0
+  infra/email-test.sh || rc=$?
+  if [ "$rc" = 3 ]; then
+    echo "note: email test skipped (tools could not be installed; see above)"
+  elif [ "$rc" != 0 ]; then
+    exit "$rc"
+  fi
+fi
 if [ "$FUZZ_SECONDS" != "0" ]; then
   echo "== fuzz targets, ${FUZZ_SECONDS}s each"
   infra/fuzz.sh "$FUZZ_SECONDS"

@@ -25,8 +25,9 @@ use avatar_schemas::Record;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+pub use avatar_redact::{Finding, Kind as PiiKind, RedactConfig, RedactionStats, Redactor};
 pub use avatar_schemas::dataset::{SftExample, SftKind, SftMessage, SftRole, SftSplit};
 
 pub mod chat;
@@ -67,6 +68,13 @@ pub struct DatasetConfig {
     /// The latest fraction of examples (by timestamp) held out for evaluation; examples
     /// without a timestamp always train. Default 0.1.
     pub heldout_fraction: f64,
+    /// Redact third parties' PII (addresses, numbers, cards, IBANs, ids, credentials, URLs
+    /// with tokens) from every message before it becomes training data. Default true; turning
+    /// it off puts other people's data into the model's weights.
+    pub redact: bool,
+    /// Also replace third parties' names by `[PERSON_n]`, one number per participant.
+    /// Default false (names carry much of a conversation's meaning).
+    pub redact_names: bool,
 }
 
 impl Default for DatasetConfig {
@@ -78,6 +86,8 @@ impl Default for DatasetConfig {
             max_text_tokens: 512,
             system_prompt: None,
             heldout_fraction: 0.1,
+            redact: true,
+            redact_names: false,
         }
     }
 }
@@ -102,7 +112,156 @@ pub fn whitespace_tokens(text: &str) -> usize {
 
 /// Builds every example from `records` (records of other avatars are not filtered: pass one
 /// avatar's records). Records with empty text are ignored; duplicate ids count once.
+///
+/// Redaction (when `config.redact`) keeps the addresses and numbers of the records' authors
+/// marked as the person, and no others; names are taken from the records' other authors. Use
+/// [`build_dataset_with`] to pass the person's aliases and the participants (from identity).
 pub fn build_dataset(
+    records: &[Record],
+    config: &DatasetConfig,
+    count: TokenCounter<'_>,
+) -> Vec<SftExample> {
+    build_dataset_with(records, config, count, &RedactConfig::default()).examples
+}
+
+/// The examples and what redaction took out of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuiltDataset {
+    pub examples: Vec<SftExample>,
+    pub privacy: PrivacyReport,
+}
+
+/// What redaction did to one dataset build: written next to the dataset as `privacy.json`
+/// and shown by `avatar privacy report`. Counts only, never the values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrivacyReport {
+    /// Whether redaction ran (false only when the user asked to keep PII).
+    pub redacted: bool,
+    /// Whether third parties' names were replaced by placeholders.
+    pub names: bool,
+    pub examples: usize,
+    /// Records whose text is in some example.
+    pub records: usize,
+    #[serde(flatten)]
+    pub stats: RedactionStats,
+}
+
+/// [`build_dataset`] with the person's aliases (`privacy.keep`) and the third parties'
+/// names by participant (`privacy.third_party_names`, used when `config.redact_names`).
+///
+/// Each record's text and title are redacted once before the examples are built (so findings
+/// are counted per record and source, and token budgets see the redacted text); then every
+/// message of every example is scanned again, which catches what the builder adds (the
+/// authors' names in group chats).
+pub fn build_dataset_with(
+    records: &[Record],
+    config: &DatasetConfig,
+    count: TokenCounter<'_>,
+    privacy: &RedactConfig,
+) -> BuiltDataset {
+    if !config.redact {
+        let examples = build_examples(records, config, count);
+        let used: HashSet<&str> = examples
+            .iter()
+            .flat_map(|e| e.source_records.iter().map(String::as_str))
+            .collect();
+        return BuiltDataset {
+            privacy: PrivacyReport {
+                redacted: false,
+                names: false,
+                examples: examples.len(),
+                records: used.len(),
+                stats: RedactionStats::default(),
+            },
+            examples,
+        };
+    }
+    let mut keep = privacy.keep.clone();
+    let mut theirs: Vec<(String, String)> = Vec::new();
+    for r in records {
+        if let Some(a) = &r.author {
+            if r.author_is_person {
+                if !keep.contains(a) {
+                    keep.push(a.clone());
+                }
+            } else if !theirs.iter().any(|(x, _)| x == a) {
+                theirs.push((a.clone(), a.clone()));
+            }
+        }
+    }
+    theirs.sort();
+    let names = config.redact_names.then(|| {
+        privacy
+            .third_party_names
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(theirs)
+    });
+    let redactor = Redactor::new(RedactConfig {
+        keep,
+        third_party_names: names,
+    });
+    let mut findings: HashMap<&str, (&str, Vec<Finding>)> = HashMap::new();
+    let redacted: Vec<Record> = records
+        .iter()
+        .map(|r| {
+            let text = redactor.redact(&r.text);
+            let title = r.title.as_deref().map(|t| redactor.redact(t));
+            let mut f = text.findings;
+            let mut out = r.clone();
+            out.text = text.text;
+            if let Some(t) = title {
+                f.extend(t.findings);
+                out.title = Some(t.text);
+            }
+            findings
+                .entry(r.id.as_str())
+                .or_insert((r.source.as_str(), f));
+            out
+        })
+        .collect();
+    let mut examples = build_examples(&redacted, config, count);
+    let mut stats = RedactionStats::default();
+    let mut used: Vec<String> = examples
+        .iter()
+        .flat_map(|e| e.source_records.iter().cloned())
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    for id in &used {
+        if let Some((source, f)) = findings.get(id.as_str()) {
+            stats.add(source, f);
+        }
+    }
+    for e in &mut examples {
+        let source = e
+            .source_records
+            .first()
+            .and_then(|id| findings.get(id.as_str()))
+            .map(|(s, _)| *s)
+            .unwrap_or("");
+        for m in &mut e.messages {
+            let r = redactor.redact(&m.content);
+            if !r.findings.is_empty() {
+                stats.add(source, &r.findings);
+                m.content = r.text;
+            }
+        }
+    }
+    BuiltDataset {
+        privacy: PrivacyReport {
+            redacted: true,
+            names: redactor.redacts_names(),
+            examples: examples.len(),
+            records: used.len(),
+            stats,
+        },
+        examples,
+    }
+}
+
+/// The examples of `records`, as they are (redaction is the caller's).
+fn build_examples(
     records: &[Record],
     config: &DatasetConfig,
     count: TokenCounter<'_>,
@@ -364,6 +523,144 @@ mod tests {
             example_id(SftKind::Text, &["r1"], Some(0)),
             example_id(SftKind::Text, &["r1"], Some(1))
         );
+    }
+
+    /// A chat where Bob sends his card and address, and Ada gives her own address and
+    /// repeats Carol's number; an unanswered message holds an IBAN.
+    fn pii_corpus() -> Vec<Record> {
+        let m = |id: &str, thread: &str, at: &str, who: &str, text: &str| {
+            let mut r = rec(
+                id,
+                RecordKind::Message,
+                thread,
+                at,
+                who,
+                who.starts_with("Ada"),
+                text,
+            );
+            r.source = format!("file:///{thread}.txt");
+            r
+        };
+        vec![
+            m(
+                "1",
+                "t",
+                "2024-01-01T10:00:00Z",
+                "Bob Stone",
+                "my card is 4111 1111 1111 1111, mail bob@stone.example",
+            ),
+            m(
+                "2",
+                "t",
+                "2024-01-01T10:01:00Z",
+                "Ada",
+                "thanks Bob Stone; write to ada@example.org, or ring Carol on +1 415 555 0134",
+            ),
+            m(
+                "3",
+                "u",
+                "2024-01-02T10:00:00Z",
+                "Bob Stone",
+                "IBAN DE89 3704 0044 0532 0130 00",
+            ),
+        ]
+    }
+
+    fn all_text(ex: &[SftExample]) -> String {
+        serde_json::to_string(ex).unwrap()
+    }
+
+    #[test]
+    fn third_party_pii_is_redacted_by_default_and_the_persons_own_address_stays() {
+        let built = build_dataset_with(
+            &pii_corpus(),
+            &DatasetConfig::default(),
+            &whitespace_tokens,
+            &RedactConfig {
+                keep: vec!["ada@example.org".into()],
+                third_party_names: None,
+            },
+        );
+        let text = all_text(&built.examples);
+        assert_eq!(built.examples.len(), 1);
+        for secret in ["4111 1111 1111 1111", "bob@stone.example", "415 555 0134"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("ada@example.org"), "{text}");
+        assert!(text.contains("[CARD]") && text.contains("[PHONE]") && text.contains("[EMAIL]"));
+        assert!(
+            text.contains("Bob Stone"),
+            "names stay unless asked: {text}"
+        );
+        let p = &built.privacy;
+        assert!(p.redacted && !p.names);
+        assert_eq!((p.examples, p.records), (1, 2));
+        // The IBAN is in no example: not counted.
+        assert_eq!(p.stats.total, 3, "{p:?}");
+        assert_eq!(p.stats.by_kind[&PiiKind::PaymentCard], 1);
+        assert_eq!(p.stats.by_source["file:///t.txt"][&PiiKind::Phone], 1);
+        assert!(!p.stats.by_source.contains_key("file:///u.txt"));
+        // The plain entry point redacts too (keeping the person's authors' addresses only).
+        let plain = build_dataset(&pii_corpus(), &DatasetConfig::default(), &whitespace_tokens);
+        assert!(!all_text(&plain).contains("4111 1111"));
+    }
+
+    #[test]
+    fn names_become_placeholders_when_asked_and_keep_pii_turns_redaction_off() {
+        let config = DatasetConfig {
+            redact_names: true,
+            ..DatasetConfig::default()
+        };
+        let built = build_dataset_with(
+            &pii_corpus(),
+            &config,
+            &whitespace_tokens,
+            &RedactConfig {
+                keep: vec!["Ada".into()],
+                third_party_names: Some(vec![("Bob Stone".into(), "p1".into())]),
+            },
+        );
+        let text = all_text(&built.examples);
+        assert!(!text.contains("Bob"), "{text}");
+        assert!(text.contains("thanks [PERSON_1]"), "{text}");
+        assert!(built.privacy.names);
+        assert_eq!(built.privacy.stats.by_kind[&PiiKind::Name], 1);
+
+        let off = DatasetConfig {
+            redact: false,
+            ..DatasetConfig::default()
+        };
+        let raw = build_dataset_with(
+            &pii_corpus(),
+            &off,
+            &whitespace_tokens,
+            &RedactConfig::default(),
+        );
+        assert!(all_text(&raw.examples).contains("4111 1111 1111 1111"));
+        assert!(!raw.privacy.redacted);
+        assert_eq!(raw.privacy.stats.total, 0);
+    }
+
+    #[test]
+    fn group_chat_author_prefixes_are_redacted_too() {
+        let m = |id: &str, at: &str, who: &str, text: &str| {
+            rec(id, RecordKind::Message, "g", at, who, who == "Ada", text)
+        };
+        let records = vec![
+            m("1", "2024-01-01T10:00:00Z", "+44 7911 123456", "hello all"),
+            m("2", "2024-01-01T10:00:30Z", "carol@x.example", "hi"),
+            m("3", "2024-01-01T10:01:00Z", "Ada", "welcome"),
+        ];
+        let built = build_dataset_with(
+            &records,
+            &DatasetConfig::default(),
+            &whitespace_tokens,
+            &RedactConfig::default(),
+        );
+        let text = all_text(&built.examples);
+        assert!(!text.contains("7911") && !text.contains("carol@"), "{text}");
+        assert!(text.contains("[PHONE]: hello all"), "{text}");
+        assert_eq!(built.privacy.stats.total, 2);
     }
 
     #[test]

@@ -290,6 +290,19 @@ impl RecordStore for SqliteRecordStore {
             .backend()?;
         raw.map(decode).transpose()
     }
+
+    fn get_of(&self, avatar: &str, id: &str) -> Result<Option<Record>> {
+        let conn = self.lock()?;
+        let raw = conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM records WHERE avatar = ?1 AND id = ?2"),
+                [avatar, id],
+                raw_row,
+            )
+            .optional()
+            .backend()?;
+        raw.map(decode).transpose()
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +316,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteRecordStore::open(&dir.path().join("records.db")).unwrap();
         (dir, s)
+    }
+
+    #[test]
+    fn get_of_answers_only_for_the_records_avatar() {
+        let (_dir, s) = store();
+        s.apply("records", 1, &[record("a", "ada", "mine")], &[])
+            .unwrap();
+        assert_eq!(s.get_of("ada", "a").unwrap().unwrap().text, "mine");
+        assert_eq!(s.get_of("bob", "a").unwrap(), None);
+        assert_eq!(s.get_of("ada", "nope").unwrap(), None);
     }
 
     #[test]

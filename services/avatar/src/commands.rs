@@ -23,7 +23,126 @@ pub fn run(cli: Cli) -> Result<()> {
         avatar: cli.avatar.clone(),
         quiet: cli.quiet,
     };
-    match cli.command {
+    let audited = audited(&cli.command);
+    let result = dispatch(&ctx, cli.command);
+    if let Some((action, detail)) = audited {
+        audit_local(&ctx, action, &detail, &result)?;
+    }
+    result
+}
+
+/// The commands that read or remove the person's data, for the audit log: (action, what).
+fn audited(c: &Command) -> Option<(&'static str, String)> {
+    Some(match c {
+        Command::Search { query, .. } => ("search", query.clone()),
+        Command::Ask { question, .. } => ("ask", question.clone()),
+        Command::Chat { .. } => ("chat", String::new()),
+        Command::Records { .. } => ("records", String::new()),
+        Command::Forget {
+            source,
+            record,
+            before,
+            participant,
+            ..
+        } => (
+            "forget",
+            [
+                source.as_ref().map(|s| format!("source {s}")),
+                record.as_ref().map(|s| format!("record {s}")),
+                before.as_ref().map(|s| format!("before {s}")),
+                participant.as_ref().map(|s| format!("participant {s}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", "),
+        ),
+        Command::Export { .. } => ("export", String::new()),
+        Command::Dataset {
+            command: DatasetCommand::Show { .. },
+        } => ("dataset.show", String::new()),
+        Command::Token {
+            command: TokenCommand::Create { role },
+        } => ("token.create", role.clone()),
+        Command::Token {
+            command: TokenCommand::Revoke { id },
+        } => ("token.revoke", id.clone()),
+        _ => return None,
+    })
+}
+
+/// Appends a local command to DIR/audit.db (when the data directory exists). The command's
+/// own error wins over an audit error; an unwritable audit log fails a successful command.
+fn audit_local(ctx: &Ctx, action: &str, detail: &str, result: &Result<()>) -> Result<()> {
+    if !ctx.data.join("log.db").is_file() {
+        return Ok(());
+    }
+    let log = avatar_audit::AuditLog::open(&ctx.data.join("audit.db"))?;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    let written = log.append(
+        &avatar_audit::local_actor(),
+        ctx.avatar.as_deref(),
+        action,
+        detail,
+        outcome,
+    );
+    match (written, result) {
+        (Err(e), Ok(())) => Err(e).context("cannot write the audit log"),
+        _ => Ok(()),
+    }
+}
+
+/// Prints the audit log, or checks its hash chain.
+fn audit(ctx: &Ctx, limit: usize, verify: bool, as_json: bool) -> Result<()> {
+    let path = ctx.data.join("audit.db");
+    if !path.is_file() {
+        println!("no audit log yet in {}", ctx.data.display());
+        return Ok(());
+    }
+    let log = avatar_audit::AuditLog::open(&path)?;
+    if verify {
+        let v = log.verify()?;
+        if as_json {
+            println!("{}", serde_json::to_string(&v)?);
+        } else if let Some(seq) = v.first_broken {
+            println!("the audit log was altered: entry {seq} does not match its hash chain");
+        } else {
+            println!(
+                "the audit log is intact: {} entries, hash chain verified",
+                v.entries
+            );
+        }
+        if v.first_broken.is_some() {
+            bail!("audit log verification failed");
+        }
+        return Ok(());
+    }
+    for e in log.list(ctx.avatar.as_deref(), limit)? {
+        if as_json {
+            println!("{}", serde_json::to_string(&e)?);
+        } else {
+            println!(
+                "{:>5} {} {:<22} {:<14} {:<14} {:<12} {}",
+                e.seq,
+                e.at,
+                e.actor,
+                e.avatar.as_deref().unwrap_or("-"),
+                e.action,
+                e.outcome,
+                e.detail.replace('\n', " ")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
+    match command {
+        Command::Audit {
+            limit,
+            verify,
+            json,
+        } => audit(&ctx, limit, verify, json),
         Command::Init { name, aliases, id } => init(&ctx, &name, &aliases, id.as_deref()),
         Command::Ingest { paths, format } => ingest(&ctx, &paths, format).map(|_| ()),
         Command::Records { json, mine, limit } => records(&ctx, json, mine, limit),
@@ -128,7 +247,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 identity_link(&ctx, &aliases, person)
             }
         },
-        Command::Demo { keep, train_steps } => crate::demo::run(keep, cli.quiet, train_steps),
+        Command::Demo { keep, train_steps } => crate::demo::run(keep, ctx.quiet, train_steps),
         Command::Up { addr, base } => up(&ctx, addr, base),
         Command::Serve {
             command: ServeCommand::Query { addr, base },
@@ -887,7 +1006,9 @@ fn serve(ctx: &Ctx, app: App, addr: std::net::SocketAddr, base: Option<String>) 
         tokens.list()?.len(),
         ctx.data.display()
     );
-    let state = avatar_query::AppState::new(backend, tokens);
+    let audit = avatar_audit::AuditLog::open(&ctx.data.join("audit.db"))
+        .context("cannot open the audit log")?;
+    let state = avatar_query::AppState::new(backend, tokens).with_audit(std::sync::Arc::new(audit));
     avatar_query::serve_blocking(addr, state).with_context(|| format!("cannot serve on {addr}"))?;
     Ok(())
 }

@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! DIR/datasets/<avatar>/sft.parquet   training conversations (see schemas/json/sft_example.json)
+//! DIR/datasets/<avatar>/privacy.json  what redaction took out of them (counts by kind, source)
 //! DIR/models/<avatar>/llm/            checkpoints/, adapter/ (PEFT layout), card.json
 //! ```
 
 use crate::app::App;
 use crate::commands::Ctx;
 use anyhow::{bail, Context, Result};
-use avatar_dataset::{DatasetConfig, DatasetStats};
+use avatar_dataset::{DatasetConfig, DatasetStats, PrivacyReport, RedactConfig};
 use avatar_llm::chat::ChatMessage;
 use avatar_llm::generate::{generate, SamplingParams};
 use avatar_llm::lora::LoraConfig;
@@ -55,29 +56,132 @@ pub fn load_base(base: Option<&str>, quiet: bool) -> Result<BaseModel> {
         .with_context(|| format!("cannot load the base model {}", path.display()))
 }
 
-/// Builds the avatar's examples from its records and writes them (atomically) as Parquet.
-fn build(app: &App, avatar: &str, base: Option<&BaseModel>) -> Result<Vec<SftExample>> {
-    let records = app.records.records(avatar)?;
-    let examples = avatar_trainer::build_examples(&records, &DatasetConfig::default(), base);
-    let path = sft_path(&app.dir, avatar);
+/// What redaction did to the last dataset build.
+pub fn privacy_path(data: &Path, avatar: &str) -> PathBuf {
+    data.join("datasets").join(avatar).join("privacy.json")
+}
+
+/// How `dataset build` was asked to treat PII. Training and evaluation rebuild the dataset
+/// with the options of the last `dataset build` (read back from privacy.json), so a
+/// `--redact-names` build stays name-free when trained; without one, PII is redacted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BuildOptions {
+    pub keep_pii: bool,
+    pub redact_names: bool,
+}
+
+impl BuildOptions {
+    fn last(data: &Path, avatar: &str) -> Self {
+        match std::fs::read(privacy_path(data, avatar))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<PrivacyReport>(&b).ok())
+        {
+            Some(p) => BuildOptions {
+                keep_pii: !p.redacted,
+                redact_names: p.names,
+            },
+            None => BuildOptions::default(),
+        }
+    }
+}
+
+const KEEP_PII_WARNING: &str = "WARNING: PII redaction is OFF (--keep-pii): other people's email addresses, phone numbers, card numbers, ids and credentials go into the training set and can be memorised by the model. Run `avatar dataset build` without --keep-pii to redact them again.";
+
+/// The person's aliases to keep and the third parties by participant (as `avatar identity
+/// list` groups them), for redaction.
+fn privacy_config(app: &App, avatar: &avatar_schemas::AvatarCreated) -> Result<RedactConfig> {
+    let id = &avatar.avatar_id;
+    let mut keep: Vec<String> = std::iter::once(avatar.name.clone())
+        .chain(avatar.aliases.iter().cloned())
+        .collect();
+    let mut links = Vec::new();
+    for s in app.log.all_of_kinds(&["identity.aliases"])? {
+        if s.event.avatar != *id {
+            continue;
+        }
+        if let Payload::AliasesLinked(l) = s.event.payload {
+            if l.is_person {
+                keep.extend(l.aliases.iter().cloned());
+            }
+            links.push(l.aliases);
+        }
+    }
+    let identity = avatar_processor::load_identities(&app.log)?
+        .remove(id)
+        .unwrap_or_default();
+    let mut authors = std::collections::BTreeMap::<String, u64>::new();
+    for r in app.records.records(id)? {
+        if let Some(a) = r.author {
+            *authors.entry(a).or_default() += 1;
+        }
+    }
+    let authors: Vec<(String, u64)> = authors.into_iter().collect();
+    let mut names = Vec::new();
+    for (i, p) in avatar_identity::participants(&identity, &authors, &links)
+        .into_iter()
+        .enumerate()
+    {
+        if p.is_person {
+            keep.extend(p.aliases);
+        } else {
+            names.extend(
+                p.aliases
+                    .into_iter()
+                    .map(|a| (a, format!("participant-{i}"))),
+            );
+        }
+    }
+    Ok(RedactConfig {
+        keep,
+        third_party_names: Some(names),
+    })
+}
+
+/// Builds the avatar's examples from its records (third parties' PII redacted unless
+/// `opts.keep_pii`) and writes them (atomically) as Parquet, with privacy.json beside them.
+/// Every command that trains or evaluates gets its examples here.
+fn build(
+    app: &App,
+    avatar: &avatar_schemas::AvatarCreated,
+    base: Option<&BaseModel>,
+    opts: BuildOptions,
+) -> Result<(Vec<SftExample>, PrivacyReport)> {
+    if opts.keep_pii {
+        eprintln!("{KEEP_PII_WARNING}");
+    }
+    let id = avatar.avatar_id.as_str();
+    let records = app.records.records(id)?;
+    let config = DatasetConfig {
+        redact: !opts.keep_pii,
+        redact_names: opts.redact_names,
+        ..DatasetConfig::default()
+    };
+    let privacy = privacy_config(app, avatar)?;
+    let built = avatar_trainer::build_examples(&records, &config, &privacy, base);
+    let path = sft_path(&app.dir, id);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let tmp = path.with_extension("parquet.part");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    let file = avatar_dataset::write_parquet(&examples, file)?;
+    let file = avatar_dataset::write_parquet(&built.examples, file)?;
     file.sync_all()?;
     std::fs::rename(&tmp, &path)?;
-    Ok(examples)
+    let report_path = privacy_path(&app.dir, id);
+    let tmp = report_path.with_extension("json.part");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&built.privacy)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &report_path)?;
+    Ok((built.examples, built.privacy))
 }
 
 pub fn dataset_build(
     ctx: &Ctx,
     base: Option<&str>,
     as_json: bool,
-    _keep_pii: bool,
-    _redact_names: bool,
+    keep_pii: bool,
+    redact_names: bool,
 ) -> Result<()> {
     let app = App::open(&ctx.data)?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
@@ -87,7 +191,11 @@ pub fn dataset_build(
         Err(e) if base.is_some() => return Err(e),
         Err(_) => None,
     };
-    let examples = build(&app, &avatar.avatar_id, model.as_ref())?;
+    let opts = BuildOptions {
+        keep_pii,
+        redact_names,
+    };
+    let (examples, privacy) = build(&app, &avatar, model.as_ref(), opts)?;
     let stats = match &model {
         Some(m) => DatasetStats::from_examples(&examples, &|t: &str| m.count_tokens(t)),
         None => DatasetStats::from_examples(&examples, &avatar_dataset::whitespace_tokens),
@@ -96,7 +204,7 @@ pub fn dataset_build(
     if as_json {
         println!(
             "{}",
-            json!({"path": path, "examples": examples.len(), "stats": stats})
+            json!({"path": path, "examples": examples.len(), "stats": stats, "privacy": privacy})
         );
     } else {
         println!(
@@ -113,6 +221,17 @@ pub fn dataset_build(
         }
         if model.is_none() {
             println!("(tokens counted by words: the base model is not installed)");
+        }
+        if privacy.redacted {
+            println!(
+                "redacted {} pieces of third parties' data{} (see `avatar privacy report`)",
+                privacy.stats.total,
+                if privacy.names {
+                    ", names included"
+                } else {
+                    ""
+                }
+            );
         }
     }
     Ok(())
@@ -132,7 +251,8 @@ pub fn dataset_show(
         avatar_dataset::read_parquet(f)
             .with_context(|| format!("cannot read {}", path.display()))?
     } else {
-        build(&app, &avatar.avatar_id, None)?
+        let opts = BuildOptions::last(&app.dir, &avatar.avatar_id);
+        build(&app, &avatar, None, opts)?.0
     };
     let want = match split.as_deref() {
         None => None,
@@ -188,7 +308,8 @@ pub fn train_llm(ctx: &Ctx, a: &TrainArgs) -> Result<()> {
     let app = App::open(&ctx.data)?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let base = load_base(a.base.as_deref(), ctx.quiet)?;
-    let examples = build(&app, &avatar.avatar_id, Some(&base))?;
+    let opts = BuildOptions::last(&app.dir, &avatar.avatar_id);
+    let (examples, _) = build(&app, &avatar, Some(&base), opts)?;
     let dir = model_dir(&app.dir, &avatar.avatar_id);
     if a.fresh {
         let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
@@ -276,7 +397,8 @@ pub fn eval_llm(ctx: &Ctx, base: Option<&str>, samples: usize, as_json: bool) ->
     let app = App::open(&ctx.data)?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let model = load_base(base, ctx.quiet)?;
-    let examples = build(&app, &avatar.avatar_id, Some(&model))?;
+    let opts = BuildOptions::last(&app.dir, &avatar.avatar_id);
+    let (examples, _) = build(&app, &avatar, Some(&model), opts)?;
     let dir = model_dir(&app.dir, &avatar.avatar_id);
     let quiet = ctx.quiet;
     let report = avatar_trainer::evaluate(&model, &dir, &examples, samples, &device(), |m| {

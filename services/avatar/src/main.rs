@@ -250,6 +250,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Who asked what, and when: every API access (allowed or denied) and every local search,
+    /// ask, export and forget, in an append-only, hash-chained log (DIR/audit.db).
+    ///
+    /// Examples: avatar audit --limit 20
+    ///           avatar audit --verify
+    Audit {
+        /// The newest N entries (of --avatar, or all).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Check the hash chain instead: exits non-zero when the log was altered.
+        #[arg(long)]
+        verify: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// What privacy protection did: the third parties' data redacted from the training set,
     /// by kind and by source.
     ///
@@ -282,7 +297,8 @@ pub enum ServeCommand {
         base: Option<String>,
     },
     /// Answer questions mailed to the avatar's address: read new mail over IMAP, reply over
-    /// SMTP with the answer and its citations.
+    /// SMTP with the answer and its citations. Only senders named with --allow (an address or
+    /// @domain; required) get answers: a reply reveals what the avatar knows.
     ///
     /// Example: avatar serve email --imap imap.example.org:993 --smtp smtp.example.org:465
     ///          --user ada-avatar@example.org --password-env MAIL_PASSWORD --allow @example.org

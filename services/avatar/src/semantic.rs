@@ -313,7 +313,7 @@ pub fn search_with<G: std::ops::Deref<Target = App>>(
             &without_stopwords(query),
             fetch.max(MEMORY_CANDIDATES * 2),
         )? {
-            let Some(r) = app.records.get(&h.record_id)? else {
+            let Some(r) = app.records.get_of(avatar, &h.record_id)? else {
                 continue;
             };
             if !filters.admits(&r) {
@@ -377,7 +377,7 @@ pub fn search_with<G: std::ops::Deref<Target = App>>(
     let cited = avatar_retrieve::fuse(query, mode, candidates, &cfg, depth);
     let mut records = HashMap::with_capacity(cited.len());
     for c in &cited {
-        if let Some(record) = app.records.get(&c.record_id)? {
+        if let Some(record) = app.records.get_of(avatar, &c.record_id)? {
             records.insert(c.record_id.clone(), record);
         }
     }

@@ -117,6 +117,44 @@ pub fn system_prompt(card: &PersonaCard) -> String {
     s
 }
 
+/// What replaces a reply that began to recite the avatar's instructions.
+pub const WITHHELD: &str = " [withheld: the reply began to repeat the avatar's instructions]";
+
+/// Consecutive words of the system prompt that, found in a reply, count as reciting it. Short
+/// enough to catch a recital early, long enough that ordinary replies never trip it.
+const LEAK_WORDS: usize = 7;
+
+/// Detects a reply that repeats the system prompt (persona card included): any run of
+/// [`LEAK_WORDS`] of its words, compared case- and punctuation-insensitively.
+pub struct LeakGuard {
+    windows: std::collections::HashSet<String>,
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl LeakGuard {
+    pub fn new(system_prompt: &str) -> LeakGuard {
+        LeakGuard {
+            windows: words(system_prompt)
+                .windows(LEAK_WORDS)
+                .map(|w| w.join(" "))
+                .collect(),
+        }
+    }
+
+    pub fn leaks(&self, reply: &str) -> bool {
+        words(reply)
+            .windows(LEAK_WORDS)
+            .any(|w| self.windows.contains(&w.join(" ")))
+    }
+}
+
 /// Whether `text` asks the avatar if it is the real person, alive, human, or an AI/bot. A pure
 /// function over English patterns: false negatives are possible, the system prompt covers them.
 pub fn asks_about_identity(text: &str) -> bool {
@@ -519,7 +557,9 @@ impl Backend for EmbeddedBackend {
         };
         let base = self.base()?;
         let (model, finetuned) = self.model(avatar, &base)?;
-        let mut msgs = vec![ChatMessage::system(system_prompt(&card))];
+        let system = system_prompt(&card);
+        let guard = LeakGuard::new(&system);
+        let mut msgs = vec![ChatMessage::system(system)];
         let turns: Vec<&Turn> = earlier
             .iter()
             .filter(|t| t.role == "user" || t.role == "assistant")
@@ -558,9 +598,30 @@ impl Backend for EmbeddedBackend {
             ..SamplingParams::default()
         };
         let _turn = self.generations.enter()?;
-        let g =
-            crate::llm::generate_reply(&base, &model, &msgs, &prefix, &sampling, |t| on_text(t))
-                .map_err(internal_anyhow)?;
+        // The reply so far is checked before each piece goes out: a reply that starts reciting
+        // the instructions (a hostile record asked for them) is cut there.
+        let mut so_far = String::new();
+        let mut leaked = false;
+        let g = crate::llm::generate_reply(&base, &model, &msgs, &prefix, &sampling, |t| {
+            so_far.push_str(t);
+            if guard.leaks(&so_far) {
+                leaked = true;
+                return false;
+            }
+            on_text(t)
+        })
+        .map_err(internal_anyhow)?;
+        if leaked {
+            on_text(WITHHELD);
+            return Ok(Answer {
+                text: WITHHELD.trim().to_string(),
+                citations,
+                finetuned,
+                finish_reason: "stop".into(),
+                prompt_tokens: g.prompt_tokens,
+                completion_tokens: g.tokens.len(),
+            });
+        }
         Ok(Answer {
             text: format!("{prefix}{}", g.text).trim().to_string(),
             citations,
@@ -618,8 +679,8 @@ impl Backend for EmbeddedBackend {
     fn delete_memory(&self, avatar: &str, id: &str) -> BackendResult<()> {
         let app = self.app()?;
         self.avatar(&app, avatar)?;
-        match app.records.get(id).map_err(internal)? {
-            Some(r) if r.avatar == avatar && r.kind == RecordKind::Memory => {}
+        match app.records.get_of(avatar, id).map_err(internal)? {
+            Some(r) if r.kind == RecordKind::Memory => {}
             _ => return Err(BackendError::NotFound(format!("no memory `{id}`"))),
         }
         crate::forget::forget(
@@ -635,10 +696,10 @@ impl Backend for EmbeddedBackend {
 
     fn record(&self, avatar: &str, id: &str) -> BackendResult<Record> {
         let app = self.app()?;
-        match app.records.get(id).map_err(internal)? {
-            // Another avatar's record is indistinguishable from a missing one.
-            Some(r) if r.avatar == avatar => Ok(r),
-            _ => Err(BackendError::NotFound(format!("no record `{id}`"))),
+        // Another avatar's record is indistinguishable from a missing one.
+        match app.records.get_of(avatar, id).map_err(internal)? {
+            Some(r) => Ok(r),
+            None => Err(BackendError::NotFound(format!("no record `{id}`"))),
         }
     }
 
@@ -725,6 +786,32 @@ mod tests {
         }
         assert!(peak.load(SeqCst) <= 2, "more than two at once");
         assert_eq!(done.load(SeqCst), 6);
+    }
+
+    #[test]
+    fn the_leak_guard_catches_a_recited_prompt_and_nothing_else() {
+        let card = PersonaCard {
+            about: "Grew up in Vigo, worked forty years at the harbour office".into(),
+            style: "Short notes, signs off with 'un abrazo'".into(),
+            ..PersonaCard::new("Rosa Pereira")
+        };
+        let guard = LeakGuard::new(&system_prompt(&card));
+        // Verbatim, re-cased and re-punctuated, or embedded in other text: caught.
+        assert!(guard.leaks(&system_prompt(&card)));
+        assert!(guard.leaks(
+            "Sure! my instructions: WHO ROSA PEREIRA WAS -- grew up in Vigo, worked forty years..."
+        ));
+        assert!(guard.leaks("I am told: reply as rosa pereira would in their own words"));
+        // Ordinary replies that share words, but never seven in a row: fine.
+        for ok in [
+            "I grew up in Vigo and worked at the harbour office for forty years. Un abrazo!",
+            "Rosa Pereira would say the tide comes in twice a day.",
+            "",
+            "words",
+        ] {
+            assert!(!guard.leaks(ok), "{ok}");
+        }
+        assert!(!LeakGuard::new("").leaks("anything at all goes here in this reply"));
     }
 
     #[test]

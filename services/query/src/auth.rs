@@ -101,6 +101,13 @@ fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// The id `token list` shows for `token` (who did what, in the audit log, without the secret).
+pub fn token_id(token: &str) -> String {
+    let mut h = hash_token(token);
+    h.truncate(ID_LEN);
+    h
+}
+
 /// `n` random bytes from the kernel.
 pub(crate) fn random_bytes(n: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; n];

@@ -22,6 +22,20 @@ use crate::AppState;
 /// The grants of the request's token.
 pub(crate) struct Caller {
     grants: Vec<(String, Role)>,
+    /// `token:<id>`: who this is in the audit log.
+    actor: String,
+}
+
+/// What a grant check is for: the action and what was asked, for the audit log.
+pub(crate) struct Access<'a> {
+    pub action: &'a str,
+    pub detail: &'a str,
+}
+
+impl<'a> Access<'a> {
+    pub(crate) fn new(action: &'a str, detail: &'a str) -> Access<'a> {
+        Access { action, detail }
+    }
 }
 
 impl Caller {
@@ -38,21 +52,61 @@ impl Caller {
             })
     }
 
-    /// Read access on `avatar`, or 404 "no such avatar".
-    pub(crate) fn may_read(&self, avatar: &str) -> Result<Role, ApiError> {
-        self.role_on(avatar).ok_or_else(ApiError::no_such_avatar)
+    /// Read access on `avatar`, or 404 "no such avatar". Audited either way.
+    pub(crate) fn may_read(
+        &self,
+        state: &AppState,
+        avatar: &str,
+        access: Access<'_>,
+    ) -> Result<Role, ApiError> {
+        let role = self.role_on(avatar).ok_or_else(ApiError::no_such_avatar);
+        self.audit(state, avatar, &access, &role)?;
+        role
     }
 
     /// Write access (memories) on `avatar`: 404 without a grant, 403 for a viewer.
-    pub(crate) fn may_edit(&self, avatar: &str) -> Result<Role, ApiError> {
-        let role = self.may_read(avatar)?;
-        if role.can_edit() {
-            Ok(role)
-        } else {
-            Err(ApiError::forbidden(format!(
+    pub(crate) fn may_edit(
+        &self,
+        state: &AppState,
+        avatar: &str,
+        access: Access<'_>,
+    ) -> Result<Role, ApiError> {
+        let role = match self.role_on(avatar) {
+            None => Err(ApiError::no_such_avatar()),
+            Some(role) if role.can_edit() => Ok(role),
+            Some(role) => Err(ApiError::forbidden(format!(
                 "a {role} token may not change memories (editor or owner needed)"
-            )))
-        }
+            ))),
+        };
+        self.audit(state, avatar, &access, &role)?;
+        role
+    }
+
+    /// One audit entry for a grant check. An audit log that cannot be written fails the
+    /// request: an unrecorded access is worse than a refused one.
+    fn audit(
+        &self,
+        state: &AppState,
+        avatar: &str,
+        access: &Access<'_>,
+        outcome: &Result<Role, ApiError>,
+    ) -> Result<(), ApiError> {
+        let Some(log) = &state.audit else {
+            return Ok(());
+        };
+        let outcome = match outcome {
+            Ok(role) => format!("ok ({role})"),
+            Err(e) => format!("denied ({})", e.status.as_u16()),
+        };
+        log.append(
+            &self.actor,
+            Some(avatar),
+            access.action,
+            access.detail,
+            &outcome,
+        )
+        .map(|_| ())
+        .map_err(ApiError::internal)
     }
 
     /// The avatars of `all` this caller may see, with its role on each.
@@ -77,7 +131,10 @@ pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Ap
     if grants.is_empty() {
         return Err(ApiError::unauthorized("invalid API token"));
     }
-    Ok(Caller { grants })
+    Ok(Caller {
+        grants,
+        actor: format!("token:{}", crate::auth::token_id(token)),
+    })
 }
 
 /// A JSON body, or 413 (too large) / 400 (with serde's reason).
@@ -226,7 +283,7 @@ pub(crate) async fn search(
             return Err(ApiError::bad_request("`k` must be between 1 and 100"));
         }
     }
-    who.may_read(&p.avatar)?;
+    who.may_read(&state, &p.avatar, Access::new("search", &p.q))?;
     let query = SearchQuery {
         q: p.q,
         mode,
@@ -274,7 +331,7 @@ pub(crate) async fn ask(
     if let Some(t) = b.temperature {
         params.temperature = crate::openai::check_temperature(t)?;
     }
-    who.may_read(&b.avatar)?;
+    who.may_read(&state, &b.avatar, Access::new("ask", &b.question))?;
     let avatar = b.avatar;
     let history = vec![Turn {
         role: "user".into(),
@@ -299,7 +356,7 @@ pub(crate) async fn memories(
 ) -> Result<Response, ApiError> {
     let who = caller(&state, &headers)?;
     let avatar = parse_query(q)?.avatar;
-    who.may_read(&avatar)?;
+    who.may_read(&state, &avatar, Access::new("memory.list", ""))?;
     let list = blocking(&state, move |b| b.memories(&avatar)).await?;
     Ok(Json(serde_json::json!({ "memories": list })).into_response())
 }
@@ -316,7 +373,7 @@ pub(crate) async fn add_memory(
     if m.text.trim().is_empty() {
         return Err(ApiError::bad_request("`text` must not be empty"));
     }
-    who.may_edit(&avatar)?;
+    who.may_edit(&state, &avatar, Access::new("memory.add", &m.text))?;
     let view = blocking(&state, move |b| b.add_memory(&avatar, &m)).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -329,7 +386,7 @@ pub(crate) async fn delete_memory(
 ) -> Result<Response, ApiError> {
     let who = caller(&state, &headers)?;
     let avatar = parse_query(q)?.avatar;
-    who.may_edit(&avatar)?;
+    who.may_edit(&state, &avatar, Access::new("memory.delete", &id))?;
     let id2 = id.clone();
     blocking(&state, move |b| b.delete_memory(&avatar, &id2)).await?;
     Ok(Json(serde_json::json!({ "id": id, "deleted": true })).into_response())
@@ -343,7 +400,7 @@ pub(crate) async fn record(
 ) -> Result<Response, ApiError> {
     let who = caller(&state, &headers)?;
     let avatar = parse_query(q)?.avatar;
-    who.may_read(&avatar)?;
+    who.may_read(&state, &avatar, Access::new("record", &id))?;
     let rec = blocking(&state, move |b| b.record(&avatar, &id)).await?;
     Ok(Json(rec).into_response())
 }
@@ -355,7 +412,7 @@ pub(crate) async fn status(
 ) -> Result<Response, ApiError> {
     let who = caller(&state, &headers)?;
     let avatar = parse_query(q)?.avatar;
-    who.may_read(&avatar)?;
+    who.may_read(&state, &avatar, Access::new("status", ""))?;
     let s = blocking(&state, move |b| b.status(&avatar)).await?;
     Ok(Json(s).into_response())
 }

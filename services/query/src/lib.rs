@@ -36,6 +36,8 @@ pub struct AppState {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) tokens: Arc<TokenStore>,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    /// Who asked what (`DIR/audit.db`); every grant check writes an entry when set.
+    pub(crate) audit: Option<Arc<avatar_audit::AuditLog>>,
 }
 
 impl AppState {
@@ -44,7 +46,14 @@ impl AppState {
             backend,
             tokens,
             metrics: Arc::new(metrics::Metrics::default()),
+            audit: None,
         }
+    }
+
+    /// Records every access (allowed or denied) in `audit`.
+    pub fn with_audit(mut self, audit: Arc<avatar_audit::AuditLog>) -> AppState {
+        self.audit = Some(audit);
+        self
     }
 }
 

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::backend::{Answer, AskParams, BackendResult, Turn};
 use crate::error::ApiError;
-use crate::handlers::{blocking, caller, parse_json};
+use crate::handlers::{blocking, caller, parse_json, Access};
 use crate::AppState;
 
 pub(crate) fn check_max_tokens(m: usize) -> Result<usize, ApiError> {
@@ -226,7 +226,8 @@ pub(crate) async fn chat_completions(
     let who = caller(&state, &headers)?;
     let req: ChatRequest = parse_json(body)?;
     let (history, params) = prepare(&req)?;
-    who.may_read(&req.model)?;
+    let question = history.last().map(|t| t.content.as_str()).unwrap_or("");
+    who.may_read(&state, &req.model, Access::new("chat", question))?;
     let avatar = req.model.clone();
     let id = completion_id();
     let created = now_secs();

@@ -105,6 +105,9 @@ pub trait RecordStore: Send + Sync {
     /// All records of `avatar` in dataset order: timestamp (undated first), then source, ordinal, id.
     fn records(&self, avatar: &str) -> Result<Vec<Record>>;
     fn get(&self, id: &str) -> Result<Option<Record>>;
+    /// The record `id` if it is `avatar`'s, decided by the store's query (not by the caller
+    /// looking at the result): what every read on behalf of a user goes through.
+    fn get_of(&self, avatar: &str, id: &str) -> Result<Option<Record>>;
     /// The records of one artifact, in dataset order. The default scans.
     fn records_of_artifact(&self, avatar: &str, artifact: &str) -> Result<Vec<Record>> {
         Ok(self

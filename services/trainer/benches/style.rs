@@ -171,8 +171,10 @@ fn main() {
     let examples = avatar_trainer::build_examples(
         &records,
         &avatar_dataset::DatasetConfig::default(),
+        &avatar_dataset::RedactConfig::default(),
         Some(&base),
-    );
+    )
+    .examples;
     let train_n = examples
         .iter()
         .filter(|e| e.split == avatar_schemas::dataset::SftSplit::Train)

@@ -3,7 +3,7 @@
 
 use crate::base::BaseModel;
 use crate::{Result, TrainerError};
-use avatar_dataset::{build_dataset, DatasetConfig};
+use avatar_dataset::{build_dataset_with, BuiltDataset, DatasetConfig, RedactConfig};
 use avatar_llm::eval::{compare, StyleComparison};
 use avatar_llm::generate::{generate, SamplingParams};
 use avatar_llm::lora::LoraConfig;
@@ -22,14 +22,18 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// Builds the avatar's examples, counting tokens with the base model's tokenizer when given.
+/// Third parties' PII is redacted unless `cfg.redact` is off (`privacy` names the person's
+/// aliases to keep and the participants for name placeholders); what was redacted comes back
+/// with the examples. This is the one way the trainer gets examples from records.
 pub fn build_examples(
     records: &[Record],
     cfg: &DatasetConfig,
+    privacy: &RedactConfig,
     base: Option<&BaseModel>,
-) -> Vec<SftExample> {
+) -> BuiltDataset {
     match base {
-        Some(b) => build_dataset(records, cfg, &|t: &str| b.count_tokens(t)),
-        None => build_dataset(records, cfg, &avatar_dataset::whitespace_tokens),
+        Some(b) => build_dataset_with(records, cfg, &|t: &str| b.count_tokens(t), privacy),
+        None => build_dataset_with(records, cfg, &avatar_dataset::whitespace_tokens, privacy),
     }
 }
 
@@ -372,4 +376,64 @@ pub fn evaluate(
         },
         samples: out_samples,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use avatar_schemas::RecordKind;
+
+    fn msg(id: &str, at: &str, person: bool, text: &str) -> Record {
+        Record {
+            id: id.into(),
+            avatar: "ada".into(),
+            source: "file:///chat.txt".into(),
+            format: "test".into(),
+            kind: RecordKind::Message,
+            thread: "t".into(),
+            timestamp: Some(at.parse().unwrap()),
+            author: Some(if person { "Ada" } else { "Bob" }.into()),
+            author_is_person: person,
+            text: text.into(),
+            title: None,
+            message_id: None,
+            in_reply_to: None,
+            artifact: "a".into(),
+            ordinal: 0,
+        }
+    }
+
+    #[test]
+    fn examples_for_training_are_redacted_unless_the_user_keeps_pii() {
+        let records = vec![
+            msg(
+                "1",
+                "2024-01-01T10:00:00Z",
+                false,
+                "key AKIAIOSFODNN7EXAMPLE, card 4111111111111111",
+            ),
+            msg("2", "2024-01-01T10:01:00Z", true, "got it"),
+        ];
+        let built = build_examples(
+            &records,
+            &DatasetConfig::default(),
+            &RedactConfig::default(),
+            None,
+        );
+        let json = serde_json::to_string(&built.examples).unwrap();
+        assert!(
+            !json.contains("AKIAIOSFODNN7EXAMPLE") && !json.contains("4111111111111111"),
+            "{json}"
+        );
+        assert_eq!(built.privacy.stats.total, 2);
+        let keep = DatasetConfig {
+            redact: false,
+            ..DatasetConfig::default()
+        };
+        let raw = build_examples(&records, &keep, &RedactConfig::default(), None);
+        assert!(serde_json::to_string(&raw.examples)
+            .unwrap()
+            .contains("4111111111111111"));
+    }
 }
