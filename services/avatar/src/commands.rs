@@ -18,17 +18,93 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(d) => d.clone(),
         None => default_data_dir()?,
     };
+    let key_file = cli.key_file.as_deref();
+    match cli.command {
+        Command::Seal => return seal(&data, key_file),
+        Command::Unseal => return unseal(&data, key_file),
+        _ => {}
+    }
+    // A sealed directory is decrypted into memory for the command and sealed again after it,
+    // also when the command failed (its stores are crash-safe; what it did stays).
+    let unsealed =
+        if avatar_vault::is_sealed(&data) {
+            let key = vault_key(&data, key_file)?;
+            Some(avatar_vault::Unsealed::open(&data, &key).with_context(|| {
+                format!("cannot open the sealed data directory {}", data.display())
+            })?)
+        } else {
+            None
+        };
     let ctx = Ctx {
-        data,
+        data: unsealed
+            .as_ref()
+            .map(|u| u.path().to_path_buf())
+            .unwrap_or(data),
         avatar: cli.avatar.clone(),
         quiet: cli.quiet,
     };
     let audited = audited(&cli.command);
-    let result = dispatch(&ctx, cli.command);
+    let mut result = dispatch(&ctx, cli.command);
     if let Some((action, detail)) = audited {
-        audit_local(&ctx, action, &detail, &result)?;
+        let audit = audit_local(&ctx, action, &detail, &result);
+        if result.is_ok() {
+            result = audit;
+        }
+    }
+    if let Some(u) = &unsealed {
+        let resealed = u.reseal().context("cannot seal the data directory again");
+        if result.is_ok() {
+            result = resealed;
+        }
     }
     result
+}
+
+fn vault_key(data: &Path, key_file: Option<&Path>) -> Result<avatar_vault::KeySource> {
+    avatar_vault::key_from_env(key_file)?.with_context(|| {
+        format!(
+            "{} is sealed (encrypted): give its key with --key-file FILE, AVATAR_KEY_FILE or AVATAR_KEY",
+            data.display()
+        )
+    })
+}
+
+fn seal(data: &Path, key_file: Option<&Path>) -> Result<()> {
+    if avatar_vault::is_sealed(data) {
+        bail!("{} is already sealed", data.display());
+    }
+    if !data.join("log.db").is_file() {
+        bail!(
+            "{} is not an Avatar data directory (no log.db)",
+            data.display()
+        );
+    }
+    let key = avatar_vault::key_from_env(key_file)?.context(
+        "sealing needs a key: --key-file FILE (a passphrase or 64 hex digits), AVATAR_KEY_FILE or AVATAR_KEY",
+    )?;
+    let r = avatar_vault::seal(data, &key)?;
+    println!(
+        "sealed {} file(s), {} bytes, into {}; keep the key safe: without it the data is gone",
+        r.files,
+        r.bytes,
+        data.join(avatar_vault::SEALED_FILE).display()
+    );
+    Ok(())
+}
+
+fn unseal(data: &Path, key_file: Option<&Path>) -> Result<()> {
+    if !avatar_vault::is_sealed(data) {
+        bail!("{} is not sealed", data.display());
+    }
+    let key = vault_key(data, key_file)?;
+    let r = avatar_vault::unseal(data, &key)?;
+    println!(
+        "unsealed {} file(s), {} bytes, in {}",
+        r.files,
+        r.bytes,
+        data.display()
+    );
+    Ok(())
 }
 
 /// The commands that read or remove the person's data, for the audit log: (action, what).
@@ -138,6 +214,9 @@ fn audit(ctx: &Ctx, limit: usize, verify: bool, as_json: bool) -> Result<()> {
 
 fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
     match command {
+        Command::Seal | Command::Unseal => {
+            bail!("seal and unseal run on the data directory itself")
+        }
         Command::Audit {
             limit,
             verify,

@@ -40,6 +40,11 @@ pub struct Cli {
     #[arg(long, short, global = true)]
     pub quiet: bool,
 
+    /// Key of a sealed (encrypted) data directory: a file holding a passphrase or 64 hex
+    /// digits. Also AVATAR_KEY_FILE, or the key itself in AVATAR_KEY.
+    #[arg(long, global = true)]
+    pub key_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -265,6 +270,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Encrypt the data directory at rest: everything becomes one authenticated-encrypted file
+    /// (DIR/sealed.avatar). Later commands decrypt it into memory (/dev/shm) with the key, work
+    /// there and seal the result again, so the disk only holds ciphertext.
+    ///
+    /// Example: AVATAR_KEY_FILE=~/.avatar.key avatar seal   (the file: a passphrase or 64 hex digits)
+    Seal,
+    /// Decrypt a sealed data directory back into plain files.
+    Unseal,
     /// What privacy protection did: the third parties' data redacted from the training set,
     /// by kind and by source.
     ///
