@@ -123,11 +123,22 @@ impl Envelope {
             Payload::AvatarCreated(a) => Some(format!("avatar:{}", a.avatar_id)),
             Payload::ArtifactReceived(a) => Some(format!("artifact:{}:{}", self.avatar, a.sha256)),
             Payload::Message(r) | Payload::Document(r) => Some(format!("record:{}", r.id)),
-            Payload::DeadLetter(d) => Some(format!(
-                "deadletter:{}:{}",
-                self.avatar,
-                d.artifact.as_deref().unwrap_or(&self.id.to_string())
-            )),
+            // One dead letter per artifact; one per refused input (same name, same reason) for
+            // inputs refused before they became artifacts, so re-ingesting does not repeat it.
+            Payload::DeadLetter(d) => Some(match &d.artifact {
+                Some(a) => format!("deadletter:{}:{a}", self.avatar),
+                None => {
+                    let mut h = Sha256::new();
+                    h.update(d.name.as_bytes());
+                    h.update(b"\n");
+                    h.update(d.reason.as_bytes());
+                    format!(
+                        "deadletter:{}:refused:{}",
+                        self.avatar,
+                        hex::encode(&h.finalize()[..16])
+                    )
+                }
+            }),
             Payload::Memory(_)
             | Payload::Forget(_)
             | Payload::AliasesLinked(_)

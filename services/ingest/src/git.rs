@@ -144,6 +144,7 @@ pub fn ingest_git(
         opts: &opts,
         report: IngestReport::default(),
         pending: Vec::with_capacity(BATCH),
+        refused: Vec::new(),
         seen: HashSet::new(),
     };
     let shown = canonical.display().to_string();

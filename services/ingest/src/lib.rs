@@ -15,7 +15,7 @@
 //! nested), so they are the same string on every run.
 
 use avatar_runtime::{BlobStore, EventLog, StoreError};
-use avatar_schemas::{ArtifactReceived, Envelope, MemoryAdded, Payload};
+use avatar_schemas::{ArtifactReceived, DeadLetter, Envelope, MemoryAdded, Payload};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use walkdir::WalkDir;
@@ -148,13 +148,33 @@ pub(crate) struct Run<'a> {
     pub(crate) opts: &'a IngestOptions,
     report: IngestReport,
     pending: Vec<Envelope>,
+    /// Dead letters of refused inputs, appended with the next batch (not counted as artifacts).
+    refused: Vec<Envelope>,
     /// sha256s this run has already emitted: counted as known without asking the log.
     seen: HashSet<String>,
 }
 
 impl Run<'_> {
+    /// Refuses one input (a bomb entry, a traversal path, an unreadable file): listed in the
+    /// report and kept in the log as a dead letter, so `avatar status` shows it later too.
     pub(crate) fn reject(&mut self, name: &str, reason: impl Into<String>) {
-        self.report.rejected.push((name.to_string(), reason.into()));
+        let reason = reason.into();
+        let source = if name.starts_with('/') {
+            format!("file://{name}")
+        } else {
+            name.to_string()
+        };
+        self.refused.push(Envelope::new(
+            self.avatar,
+            source,
+            Payload::DeadLetter(DeadLetter {
+                artifact: None,
+                name: name.to_string(),
+                error_kind: "rejected".into(),
+                reason: format!("{name}: {reason}"),
+            }),
+        ));
+        self.report.rejected.push((name.to_string(), reason));
     }
 
     /// Stores `bytes` and queues their event. The blob is written before the event is
@@ -203,6 +223,10 @@ impl Run<'_> {
 
     /// Appends the queued events; those the log already had (same bytes) count as known.
     fn flush(&mut self) -> Result<(), IngestError> {
+        if !self.refused.is_empty() {
+            self.log.append(&self.refused)?;
+            self.refused.clear();
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -395,6 +419,7 @@ pub fn ingest_paths(
         opts,
         report: IngestReport::default(),
         pending: Vec::with_capacity(BATCH),
+        refused: Vec::new(),
         seen: HashSet::new(),
     };
     let found = bundle::group(run.collect(paths));

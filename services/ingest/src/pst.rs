@@ -279,6 +279,7 @@ mod tests {
             opts,
             report: IngestReport::default(),
             pending: Vec::new(),
+            refused: Vec::new(),
             seen: HashSet::new(),
         };
         run.ingest_pst_with(program, &canonical, &uri, &shown, "mail.pst", &bytes)

@@ -701,3 +701,43 @@ fn real_maildir_fixture_is_ingested_with_hints() {
     assert_eq!(top.1.format_hint, None, "not in cur/ or new/");
     assert!(got.iter().filter(|(_, a)| a.format_hint.is_some()).count() > 200);
 }
+
+#[test]
+fn refused_inputs_are_dead_letters_in_the_log_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let zeros = vec![0u8; 32 << 20];
+    write(
+        &dir.path().join("bomb.zip"),
+        &zip_of(&[("bomb.bin", &zeros), ("ok.txt", b"fine")]),
+    );
+    let (log, blobs) = (MemoryEventLog::new(), MemoryBlobStore::default());
+    let dead = |log: &MemoryEventLog| -> Vec<avatar_schemas::DeadLetter> {
+        log.read(0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .filter_map(|s| match s.event.payload {
+                Payload::DeadLetter(d) => Some(d),
+                _ => None,
+            })
+            .collect()
+    };
+    for _ in 0..2 {
+        let report = ingest(
+            &log,
+            &blobs,
+            &[dir.path().to_path_buf()],
+            &IngestOptions::default(),
+        );
+        assert_eq!(report.rejected.len(), 1);
+        let letters = dead(&log);
+        assert_eq!(letters.len(), 1, "re-ingesting repeats no dead letter");
+        assert_eq!(letters[0].error_kind, "rejected");
+        assert!(letters[0].name.ends_with("bomb.zip#bomb.bin"));
+        assert!(
+            letters[0].reason.contains("max_ratio"),
+            "{}",
+            letters[0].reason
+        );
+    }
+    assert_eq!(artifacts(&log).len(), 1);
+}

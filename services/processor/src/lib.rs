@@ -262,6 +262,7 @@ impl Processor<'_> {
             self.clean_mail(&parsed.items, &mut texts, &event.avatar, &is_person)?;
         }
         let mut out = Vec::with_capacity(parsed.items.len() + 1);
+        let records_before = report.records;
         for (ordinal, (item, text)) in parsed.items.iter().zip(texts).enumerate() {
             let text = text.trim().to_string();
             if text.is_empty() {
@@ -311,6 +312,20 @@ impl Processor<'_> {
                 .dead_letters
                 .push((artifact.name.clone(), reason.clone()));
             out.push(dead("partial", reason));
+        } else if report.records == records_before {
+            // Parsed without error but nothing to keep (e.g. a chat export whose messages are
+            // all structure, a mail whose MIME tree holds no text): say so rather than let the
+            // file vanish without a trace.
+            let reason = format!(
+                "{}: read as {} but it holds no text ({} item(s), all empty); nothing was ingested",
+                artifact.name,
+                parsed.format,
+                parsed.items.len()
+            );
+            report
+                .dead_letters
+                .push((artifact.name.clone(), reason.clone()));
+            out.push(dead("empty", reason));
         }
         Ok(out)
     }
@@ -371,6 +386,7 @@ impl Processor<'_> {
         report: &mut Report,
     ) -> Result<(), ProcessError> {
         let mut next = self.records.checkpoint(SINK)?;
+        let tombstones = Tombstones::load(self.log)?;
         loop {
             let batch = self.log.read(next, READ_BATCH)?;
             let Some(last) = batch.last() else { break };
@@ -380,10 +396,14 @@ impl Processor<'_> {
             for stored in &batch {
                 let e = &stored.event;
                 match &e.payload {
-                    Payload::Message(r) | Payload::Document(r) => upserts.push(r.clone()),
+                    Payload::Message(r) | Payload::Document(r) => {
+                        if !tombstones.buries(e.causation_id.unwrap_or(e.id), r) {
+                            upserts.push(r.clone());
+                        }
+                    }
                     Payload::Memory(m) => {
                         let identity = identities.get(&e.avatar);
-                        upserts.push(Record {
+                        let memory = Record {
                             id: record_id(&e.id.to_string(), 0),
                             avatar: e.avatar.clone(),
                             source: e.source.clone(),
@@ -402,7 +422,10 @@ impl Processor<'_> {
                             in_reply_to: None,
                             artifact: String::new(),
                             ordinal: 0,
-                        });
+                        };
+                        if !tombstones.buries(e.id, &memory) {
+                            upserts.push(memory);
+                        }
                     }
                     Payload::Forget(f) => {
                         let covered = forget_ids(self.records, &e.avatar, &f.target, &upserts)?;
@@ -449,6 +472,33 @@ impl Processor<'_> {
             next = batch_next;
         }
         Ok(())
+    }
+}
+
+/// Every tombstone in the log, so a record materialised after its tombstone in log order is
+/// still buried. That happens on replay: the inputs (artifacts, memories, tombstones) are
+/// copied first and the records are parsed from them afterwards, so the derived records come
+/// after the tombstones that removed them the first time. A tombstone buries a record when it
+/// was issued after the input the record came from (event ids are UUIDv7: time-ordered, and
+/// kept by replay); data ingested again after a forget stays.
+struct Tombstones(Vec<(uuid::Uuid, String, ForgetTarget)>);
+
+impl Tombstones {
+    fn load(log: &dyn EventLog) -> Result<Tombstones, ProcessError> {
+        let mut out = Vec::new();
+        for s in log.all_of_kinds(&["control.forget"])? {
+            if let Payload::Forget(f) = s.event.payload {
+                out.push((s.event.id, s.event.avatar, f.target));
+            }
+        }
+        Ok(Tombstones(out))
+    }
+
+    /// Whether a tombstone issued after `cause` (the record's input event) covers `record`.
+    fn buries(&self, cause: uuid::Uuid, record: &Record) -> bool {
+        self.0.iter().any(|(id, avatar, target)| {
+            *avatar == record.avatar && *id > cause && target.covers(record)
+        })
     }
 }
 
