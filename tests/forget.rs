@@ -298,3 +298,57 @@ fn avatar_runtime_sha(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
 }
+
+/// `--retrain`: the removed model is trained again at once, with its settings, on what remains.
+#[test]
+fn forget_with_retrain_trains_the_model_again_without_the_data() {
+    // The default base model (the card names none, so the default is used).
+    if common::installed_model("SmolLM2-135M-Instruct", "smollm2").is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let inbox = tmp.path().join("in");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("chat.txt"), CHAT).unwrap();
+    std::fs::write(
+        inbox.join("carol.txt"),
+        "[02/02/2020, 09:00:00] Carol Jones: Did the loom cards arrive?\n\
+         [02/02/2020, 09:05:00] Ada Lovelace: They did, and the pattern is lovely.\n\
+         [02/02/2020, 09:06:00] Carol Jones: Shall we weave on Monday?\n\
+         [02/02/2020, 09:10:00] Ada Lovelace: Monday suits me, bring the blue thread.\n",
+    )
+    .unwrap();
+    run(&data, &["init", "--name", "Ada Lovelace"]);
+    run(&data, &["ingest", inbox.to_str().unwrap()]);
+    let model = data.join("models/ada-lovelace/llm");
+    std::fs::create_dir_all(model.join("adapter")).unwrap();
+    let card = serde_json::json!({
+        "steps": 2, "lora": {"r": 4},
+        "train": {"learning_rate": 0.001, "seq_len": 64, "batch_size": 1, "grad_accum": 1,
+                  "seed": 7, "checkpoint_every": 0}
+    });
+    std::fs::write(model.join("card.json"), card.to_string()).unwrap();
+    let stdout = run(
+        &data,
+        &[
+            "forget",
+            "--participant",
+            "Bob Smith",
+            "--retrain",
+            "--json",
+        ],
+    );
+    // The training prints its summary first; the forget report is the last line.
+    let out: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(out["model_removed"], true, "{out}");
+    assert_eq!(out["retrained"], true, "{out}");
+    let new: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("card.json")).unwrap()).unwrap();
+    assert_eq!(new["steps"], 2, "{new}");
+    assert_eq!(new["lora"]["r"], 4, "{new}");
+    assert!(model.join("adapter").is_dir());
+    assert!(!model.join("stale.json").exists());
+    let sft = std::fs::read(data.join("datasets/ada-lovelace/sft.parquet")).unwrap();
+    assert!(!sft.windows(15).any(|w| w == b"ZEBRAQUARTZ7781"));
+}

@@ -340,8 +340,20 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
             before,
             participant,
             reason,
+            retrain,
             json,
-        } => forget(&ctx, source, record, before, participant, reason, json),
+        } => forget(
+            ctx,
+            ForgetArgs {
+                source,
+                record,
+                before,
+                participant,
+                reason,
+                retrain,
+            },
+            json,
+        ),
         Command::Privacy {
             command: PrivacyCommand::Report { json },
         } => crate::privacy::report(&ctx, json),
@@ -1034,21 +1046,28 @@ fn up(ctx: &Ctx, addr: std::net::SocketAddr, base: Option<String>) -> Result<()>
     serve(ctx, app, addr, base)
 }
 
-fn forget(
-    ctx: &Ctx,
+struct ForgetArgs {
     source: Option<String>,
     record: Option<String>,
     before: Option<String>,
     participant: Option<String>,
     reason: Option<String>,
-    as_json: bool,
-) -> Result<()> {
-    let target = crate::forget::target(source, record, before, participant)?;
+    retrain: bool,
+}
+
+fn forget(ctx: &Ctx, a: ForgetArgs, as_json: bool) -> Result<()> {
+    let target = crate::forget::target(a.source, a.record, a.before, a.participant)?;
     let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
-    let report = crate::forget::forget(&app, &avatar.avatar_id, target, reason, "cli:forget")?;
+    let report = crate::forget::forget(&app, &avatar.avatar_id, target, a.reason, "cli:forget")?;
+    drop(app);
+    if a.retrain && report.model_removed {
+        crate::forget::retrain(ctx, &ctx.data, &avatar.avatar_id)?;
+    }
     if as_json {
-        println!("{}", serde_json::to_string(&report)?);
+        let mut v = serde_json::to_value(&report)?;
+        v["retrained"] = serde_json::Value::Bool(a.retrain && report.model_removed);
+        println!("{v}");
         return Ok(());
     }
     println!(
@@ -1059,9 +1078,12 @@ fn forget(
     if report.training_set_removed {
         println!("the training set held them and was removed; `avatar dataset build` rebuilds it");
     }
-    if report.model_removed {
+    if report.model_removed && a.retrain {
+        println!("the personal model was trained on them: removed and trained again without them");
+    } else if report.model_removed {
         println!(
-            "the personal model was trained on them and was removed; retrain: avatar train llm"
+            "the personal model was trained on them and was removed; retrain: avatar train llm \
+             (or forget with --retrain)"
         );
     }
     if report.records == 0 {

@@ -243,3 +243,33 @@ pub fn target(
         _ => anyhow::bail!("forget one thing at a time: give only one of --source, --record, --before, --participant"),
     }
 }
+
+/// Trains the avatar's personal model again with the settings of the one a forget removed
+/// (`stale.json`), on what remains; removes `stale.json` once a new model exists.
+pub fn retrain(ctx: &crate::commands::Ctx, data: &Path, avatar: &str) -> Result<()> {
+    let stale = crate::llm::model_dir(data, avatar).join("stale.json");
+    let card: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&stale).with_context(|| format!("cannot read {}", stale.display()))?,
+    )
+    .with_context(|| format!("{} is not a model card", stale.display()))?;
+    let train = &card["train"];
+    let num = |v: &serde_json::Value, default: u64| v.as_u64().unwrap_or(default) as usize;
+    let args = crate::llm::TrainArgs {
+        steps: num(&card["steps"], 60).max(1),
+        base: card["base"].as_str().map(str::to_string),
+        rank: num(&card["lora"]["r"], 16).max(1),
+        learning_rate: train["learning_rate"].as_f64().unwrap_or(1e-3),
+        seq_len: num(&train["seq_len"], 256).max(8),
+        batch_size: num(&train["batch_size"], 4).max(1),
+        grad_accum: num(&train["grad_accum"], 1).max(1),
+        seed: train["seed"].as_u64().unwrap_or(42),
+        checkpoint_every: num(&train["checkpoint_every"], 10),
+        fresh: true,
+        json: false,
+    };
+    crate::llm::train_llm(ctx, &args).context("retraining the personal model failed")?;
+    if crate::llm::card_path(data, avatar).is_file() {
+        std::fs::remove_file(&stale)?;
+    }
+    Ok(())
+}

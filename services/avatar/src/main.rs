@@ -252,6 +252,10 @@ pub enum Command {
         /// Why (kept in the tombstone; never the forgotten content).
         #[arg(long)]
         reason: Option<String>,
+        /// When a personal model was trained on what is forgotten, train it again right away
+        /// (same settings, on what remains) instead of leaving that to `avatar train llm`.
+        #[arg(long)]
+        retrain: bool,
         #[arg(long)]
         json: bool,
     },

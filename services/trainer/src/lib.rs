@@ -7,6 +7,7 @@
 //! what, and how it went).
 
 pub mod base;
+pub mod canary;
 pub mod job;
 
 pub use avatar_llm::model::LlamaSession;
