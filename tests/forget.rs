@@ -146,6 +146,25 @@ fn forget_removes_from_every_store_down_to_the_bytes() {
         );
     }
 
+    // A dry run lists what a forget would remove and changes nothing.
+    let dry = run(
+        &data,
+        &[
+            "forget",
+            "--participant",
+            "Bob Smith",
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert_eq!(dry.lines().count(), 2, "{dry}");
+    assert!(dry.lines().all(|l| l.contains("Bob Smith")), "{dry}");
+    assert_eq!(
+        hits(&data, "ZEBRAQUARTZ7781", "bm25").len(),
+        1,
+        "a dry run changed nothing"
+    );
+
     // 1. A participant: their records go; the raw chat still holds Ada's part, so it stays.
     let out: serde_json::Value = serde_json::from_str(&run(
         &data,

@@ -119,9 +119,10 @@ fn audited(c: &Command) -> Option<(&'static str, String)> {
             record,
             before,
             participant,
+            dry_run,
             ..
         } => (
-            "forget",
+            if *dry_run { "forget.dry_run" } else { "forget" },
             [
                 source.as_ref().map(|s| format!("source {s}")),
                 record.as_ref().map(|s| format!("record {s}")),
@@ -341,6 +342,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
             participant,
             reason,
             retrain,
+            dry_run,
             json,
         } => forget(
             ctx,
@@ -351,6 +353,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
                 participant,
                 reason,
                 retrain,
+                dry_run,
             },
             json,
         ),
@@ -1053,12 +1056,48 @@ struct ForgetArgs {
     participant: Option<String>,
     reason: Option<String>,
     retrain: bool,
+    dry_run: bool,
 }
 
 fn forget(ctx: &Ctx, a: ForgetArgs, as_json: bool) -> Result<()> {
     let target = crate::forget::target(a.source, a.record, a.before, a.participant)?;
     let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
+    if a.dry_run {
+        app.process(&mut |_| {})?;
+        let covered: Vec<Record> = app
+            .records
+            .records(&avatar.avatar_id)?
+            .into_iter()
+            .filter(|r| target.covers(r))
+            .collect();
+        for r in &covered {
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"id": r.id, "source": r.source, "author": r.author,
+                           "timestamp": r.timestamp, "kind": r.kind})
+                );
+            } else {
+                println!(
+                    "{}  {}  {}  {}",
+                    r.id,
+                    r.timestamp
+                        .map(|t| t.format("%Y-%m-%d").to_string())
+                        .unwrap_or_else(|| "undated".into()),
+                    r.author.as_deref().unwrap_or("unknown author"),
+                    r.source
+                );
+            }
+        }
+        if !as_json {
+            println!(
+                "{} record(s) would be forgotten (dry run: nothing changed)",
+                covered.len()
+            );
+        }
+        return Ok(());
+    }
     let report = crate::forget::forget(&app, &avatar.avatar_id, target, a.reason, "cli:forget")?;
     drop(app);
     if a.retrain && report.model_removed {

@@ -256,6 +256,9 @@ pub enum Command {
         /// (same settings, on what remains) instead of leaving that to `avatar train llm`.
         #[arg(long)]
         retrain: bool,
+        /// Only list what would be forgotten; change nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
