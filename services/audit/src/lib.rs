@@ -202,9 +202,8 @@ impl AuditLog {
             "SELECT seq, at, actor, avatar, action, detail, outcome, hash FROM audit ORDER BY seq",
         )?;
         let mut prev = String::new();
-        let mut expected_seq = 1;
         let mut entries = 0;
-        for e in stmt.query_map([], row)? {
+        for (expected_seq, e) in (1..).zip(stmt.query_map([], row)?) {
             let e = e?;
             entries += 1;
             if e.seq != expected_seq || chain_hash(&prev, &e) != e.hash {
@@ -213,7 +212,6 @@ impl AuditLog {
                     first_broken: Some(e.seq),
                 });
             }
-            expected_seq += 1;
             prev = e.hash;
         }
         Ok(Verification {

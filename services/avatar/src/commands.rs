@@ -222,10 +222,10 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
             limit,
             verify,
             json,
-        } => audit(&ctx, limit, verify, json),
-        Command::Init { name, aliases, id } => init(&ctx, &name, &aliases, id.as_deref()),
-        Command::Ingest { paths, format } => ingest(&ctx, &paths, format).map(|_| ()),
-        Command::Records { json, mine, limit } => records(&ctx, json, mine, limit),
+        } => audit(ctx, limit, verify, json),
+        Command::Init { name, aliases, id } => init(ctx, &name, &aliases, id.as_deref()),
+        Command::Ingest { paths, format } => ingest(ctx, &paths, format).map(|_| ()),
+        Command::Records { json, mine, limit } => records(ctx, json, mine, limit),
         Command::Search {
             query,
             json,
@@ -242,11 +242,11 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
                 since: since.as_deref().map(|d| parse_date(d, false)).transpose()?,
                 until: until.as_deref().map(|d| parse_date(d, true)).transpose()?,
             };
-            search(&ctx, &query, json, k, &mode, &filters)
+            search(ctx, &query, json, k, &mode, &filters)
         }
         Command::Eval {
             command: EvalCommand::Retrieval { queries, k, json },
-        } => eval_retrieval(&ctx, queries, k, json),
+        } => eval_retrieval(ctx, queries, k, json),
         Command::Eval {
             command:
                 EvalCommand::Llm {
@@ -254,16 +254,16 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
                     base,
                     json,
                 },
-        } => crate::llm::eval_llm(&ctx, base.as_deref(), samples, json),
+        } => crate::llm::eval_llm(ctx, base.as_deref(), samples, json),
         Command::Dataset { command } => match command {
             DatasetCommand::Build {
                 base,
                 json,
                 keep_pii,
                 redact_names,
-            } => crate::llm::dataset_build(&ctx, base.as_deref(), json, keep_pii, redact_names),
+            } => crate::llm::dataset_build(ctx, base.as_deref(), json, keep_pii, redact_names),
             DatasetCommand::Show { json, split, limit } => {
-                crate::llm::dataset_show(&ctx, json, split, limit)
+                crate::llm::dataset_show(ctx, json, split, limit)
             }
         },
         Command::Train {
@@ -282,7 +282,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
                     json,
                 },
         } => crate::llm::train_llm(
-            &ctx,
+            ctx,
             &crate::llm::TrainArgs {
                 steps,
                 base,
@@ -306,35 +306,33 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
                     base,
                 },
         } => crate::llm::export_llm(
-            &ctx,
+            ctx,
             merged.as_deref(),
             gguf.as_deref(),
             &dtype,
             base.as_deref(),
         ),
-        Command::Ask { question, opts } => crate::llm::ask(&ctx, &question, &ask_args(opts)),
-        Command::Chat { opts } => crate::llm::chat(&ctx, &ask_args(opts)),
+        Command::Ask { question, opts } => crate::llm::ask(ctx, &question, &ask_args(opts)),
+        Command::Chat { opts } => crate::llm::chat(ctx, &ask_args(opts)),
         Command::Memory { command } => match command {
-            MemoryCommand::Add { text, title, by } => memory_add(&ctx, &text, title, by),
-            MemoryCommand::List { json } => memory_list(&ctx, json),
+            MemoryCommand::Add { text, title, by } => memory_add(ctx, &text, title, by),
+            MemoryCommand::List { json } => memory_list(ctx, json),
         },
-        Command::Replay { into } => replay(&ctx, &into),
-        Command::Status { json } => status(&ctx, json),
+        Command::Replay { into } => replay(ctx, &into),
+        Command::Status { json } => status(ctx, json),
         Command::Identity { command, json } => match command {
-            None => identity_list(&ctx, json),
-            Some(IdentityCommand::List { json: j }) => identity_list(&ctx, json || j),
-            Some(IdentityCommand::Link { aliases, person }) => {
-                identity_link(&ctx, &aliases, person)
-            }
+            None => identity_list(ctx, json),
+            Some(IdentityCommand::List { json: j }) => identity_list(ctx, json || j),
+            Some(IdentityCommand::Link { aliases, person }) => identity_link(ctx, &aliases, person),
         },
         Command::Demo { keep, train_steps } => crate::demo::run(keep, ctx.quiet, train_steps),
-        Command::Up { addr, base } => up(&ctx, addr, base),
+        Command::Up { addr, base } => up(ctx, addr, base),
         Command::Serve {
             command: ServeCommand::Query { addr, base },
-        } => serve(&ctx, ctx.open()?, addr, base),
+        } => serve(ctx, ctx.open()?, addr, base),
         Command::Serve {
             command: ServeCommand::Email(args),
-        } => crate::email::run(&ctx, args),
+        } => crate::email::run(ctx, *args),
         Command::Forget {
             source,
             record,
@@ -359,18 +357,18 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
         ),
         Command::Privacy {
             command: PrivacyCommand::Report { json },
-        } => crate::privacy::report(&ctx, json),
+        } => crate::privacy::report(ctx, json),
         Command::Token { command } => match command {
-            TokenCommand::Create { role } => token_create(&ctx, &role),
-            TokenCommand::List { json } => token_list(&ctx, json),
-            TokenCommand::Revoke { id } => token_revoke(&ctx, &id),
+            TokenCommand::Create { role } => token_create(ctx, &role),
+            TokenCommand::List { json } => token_list(ctx, json),
+            TokenCommand::Revoke { id } => token_revoke(ctx, &id),
         },
         Command::Persona {
             about,
             style,
             disclosure,
             json,
-        } => persona(&ctx, about, style, disclosure, json),
+        } => persona(ctx, about, style, disclosure, json),
     }
 }
 

@@ -322,7 +322,7 @@ pub enum ServeCommand {
     ///
     /// Example: avatar serve email --imap imap.example.org:993 --smtp smtp.example.org:465
     ///          --user ada-avatar@example.org --password-env MAIL_PASSWORD --allow @example.org
-    Email(crate::email::EmailArgs),
+    Email(Box<crate::email::EmailArgs>),
 }
 
 #[derive(Subcommand, Debug)]
