@@ -25,7 +25,14 @@ use std::process::ExitCode;
 ///   avatar ingest ~/Takeout/Mail/All\ mail.mbox ~/WhatsApp/chat.txt
 ///   avatar search "analytical engine"
 #[derive(Parser, Debug)]
-#[command(name = "avatar", version, about, long_about, max_term_width = 100)]
+#[command(
+    name = "avatar",
+    version,
+    about,
+    long_about,
+    max_term_width = 100,
+    verbatim_doc_comment
+)]
 pub struct Cli {
     /// Data directory holding the event log, blobs, records, index and datasets.
     /// Defaults to the per-user data directory (e.g. ~/.local/share/avatar).
@@ -95,6 +102,7 @@ pub enum Command {
     /// Examples: avatar search "bernoulli numbers" --json
     ///           avatar search "how she felt about gambling" --mode vector -k 5
     ///           avatar search engine --author "Charles Babbage <charles@example.org>" --since 2024-03-01
+    #[command(verbatim_doc_comment)]
     Search {
         /// The query (words; "quoted phrases", +must, -not work in BM25).
         query: String,
@@ -236,6 +244,7 @@ pub enum Command {
     /// Examples: avatar forget --participant bob@example.org --reason "Bob asked to be removed"
     ///           avatar forget --source ~/exports/old-chat.txt
     ///           avatar forget --before 2015-01-01
+    #[command(verbatim_doc_comment)]
     Forget {
         /// A source as ingested: a path (or file:// URI); an archive covers everything in it.
         #[arg(long)]
@@ -267,6 +276,7 @@ pub enum Command {
     ///
     /// Examples: avatar audit --limit 20
     ///           avatar audit --verify
+    #[command(verbatim_doc_comment)]
     Audit {
         /// The newest N entries (of --avatar, or all).
         #[arg(long, default_value_t = 50)]
@@ -322,6 +332,7 @@ pub enum ServeCommand {
     ///
     /// Example: avatar serve email --imap imap.example.org:993 --smtp smtp.example.org:465
     ///          --user ada-avatar@example.org --password-env MAIL_PASSWORD --allow @example.org
+    #[command(verbatim_doc_comment)]
     Email(Box<crate::email::EmailArgs>),
 }
 
