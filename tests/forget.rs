@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{cmd, embed_model, ok};
+use common::{cmd, embed_model, files_containing, files_under, ok};
 use std::path::{Path, PathBuf};
 
 const CHAT: &str = "\
@@ -13,45 +13,6 @@ const CHAT: &str = "\
 [01/02/2020, 10:02:00] Ada Lovelace: I will remember the engine notes, Bob
 [01/02/2020, 10:03:00] Bob Smith: Bring the punched cards on Sunday
 ";
-
-/// Every file under `dir` (recursively) whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                if bytes
-                    .windows(needle.len())
-                    .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
-                {
-                    out.push(p);
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn count_files(dir: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                n += 1;
-            }
-        }
-    }
-    n
-}
 
 fn avatar(data: &Path) -> std::process::Command {
     let mut c = cmd(data);
@@ -229,7 +190,7 @@ fn forget_removes_from_every_store_down_to_the_bytes() {
     assert!(!status.contains("ZEBRAQUARTZ7781"));
 
     // 2. A whole source: its raw file goes too.
-    let blobs_before = count_files(&data.join("blobs"));
+    let blobs_before = files_under(&data.join("blobs")).len();
     let notes = inbox.join("notes.txt");
     let out: serde_json::Value = serde_json::from_str(&run(
         &data,
@@ -238,7 +199,7 @@ fn forget_removes_from_every_store_down_to_the_bytes() {
     .unwrap();
     assert_eq!(out["records"], 1, "{out}");
     assert_eq!(out["blobs_removed"], 1, "{out}");
-    assert_eq!(count_files(&data.join("blobs")), blobs_before - 1);
+    assert_eq!(files_under(&data.join("blobs")).len(), blobs_before - 1);
     assert_eq!(
         files_containing(&data, "PELICANMARBLE"),
         Vec::<PathBuf>::new()

@@ -101,3 +101,37 @@ pub fn fixtures() -> Option<PathBuf> {
         None
     }
 }
+
+/// Every regular file under `dir`, recursively, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read a test folder") {
+            let p = e.expect("a folder entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every file under `dir` whose bytes contain `needle` (ASCII case-insensitive): how the
+/// forget and vault tests check that text is gone from the disk. A file that disappears
+/// between listing and reading (another process's temporary) is not there to hold it.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| match std::fs::read(p) {
+            Ok(bytes) => bytes
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle.as_bytes())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => panic!("cannot read {}: {e}", p.display()),
+        })
+        .collect()
+}
