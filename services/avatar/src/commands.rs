@@ -2,8 +2,8 @@
 
 use crate::app::{default_data_dir, App};
 use crate::{
-    Cli, Command, DatasetCommand, EvalCommand, ExportCommand, IdentityCommand, MemoryCommand,
-    PrivacyCommand, ServeCommand, TokenCommand, TrainCommand,
+    Cli, Command, DatasetCommand, EvalCommand, ExportCommand, ForgetArgs, IdentityCommand,
+    MemoryCommand, PrivacyCommand, ServeCommand, TokenCommand, TrainCommand,
 };
 use anyhow::{bail, Context, Result};
 use avatar_runtime::{BlobStore, EventLog, RecordStore, SearchIndex};
@@ -114,20 +114,17 @@ fn audited(c: &Command) -> Option<(&'static str, String)> {
         Command::Ask { question, .. } => ("ask", question.clone()),
         Command::Chat { .. } => ("chat", String::new()),
         Command::Records { .. } => ("records", String::new()),
-        Command::Forget {
-            source,
-            record,
-            before,
-            participant,
-            dry_run,
-            ..
-        } => (
-            if *dry_run { "forget.dry_run" } else { "forget" },
+        Command::Forget(a) => (
+            if a.dry_run {
+                "forget.dry_run"
+            } else {
+                "forget"
+            },
             [
-                source.as_ref().map(|s| format!("source {s}")),
-                record.as_ref().map(|s| format!("record {s}")),
-                before.as_ref().map(|s| format!("before {s}")),
-                participant.as_ref().map(|s| format!("participant {s}")),
+                a.source.as_ref().map(|s| format!("source {s}")),
+                a.record.as_ref().map(|s| format!("record {s}")),
+                a.before.as_ref().map(|s| format!("before {s}")),
+                a.participant.as_ref().map(|s| format!("participant {s}")),
             ]
             .into_iter()
             .flatten()
@@ -333,28 +330,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Serve {
             command: ServeCommand::Email(args),
         } => crate::email::run(ctx, *args),
-        Command::Forget {
-            source,
-            record,
-            before,
-            participant,
-            reason,
-            retrain,
-            dry_run,
-            json,
-        } => forget(
-            ctx,
-            ForgetArgs {
-                source,
-                record,
-                before,
-                participant,
-                reason,
-                retrain,
-                dry_run,
-            },
-            json,
-        ),
+        Command::Forget(a) => forget(ctx, a),
         Command::Privacy {
             command: PrivacyCommand::Report { json },
         } => crate::privacy::report(ctx, json),
@@ -1047,17 +1023,8 @@ fn up(ctx: &Ctx, addr: std::net::SocketAddr, base: Option<String>) -> Result<()>
     serve(ctx, app, addr, base)
 }
 
-struct ForgetArgs {
-    source: Option<String>,
-    record: Option<String>,
-    before: Option<String>,
-    participant: Option<String>,
-    reason: Option<String>,
-    retrain: bool,
-    dry_run: bool,
-}
-
-fn forget(ctx: &Ctx, a: ForgetArgs, as_json: bool) -> Result<()> {
+fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<()> {
+    let as_json = a.json;
     let target = crate::forget::target(a.source, a.record, a.before, a.participant)?;
     let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;

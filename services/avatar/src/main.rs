@@ -245,32 +245,7 @@ pub enum Command {
     ///           avatar forget --source ~/exports/old-chat.txt
     ///           avatar forget --before 2015-01-01
     #[command(verbatim_doc_comment)]
-    Forget {
-        /// A source as ingested: a path (or file:// URI); an archive covers everything in it.
-        #[arg(long)]
-        source: Option<String>,
-        /// One record, by the id `avatar records --json` or a citation shows.
-        #[arg(long)]
-        record: Option<String>,
-        /// Everything written before this date (YYYY-MM-DD or RFC 3339).
-        #[arg(long)]
-        before: Option<String>,
-        /// Everything by this participant (a name, address or handle as `records` shows it).
-        #[arg(long)]
-        participant: Option<String>,
-        /// Why (kept in the tombstone; never the forgotten content).
-        #[arg(long)]
-        reason: Option<String>,
-        /// When a personal model was trained on what is forgotten, train it again right away
-        /// (same settings, on what remains) instead of leaving that to `avatar train llm`.
-        #[arg(long)]
-        retrain: bool,
-        /// Only list what would be forgotten; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Forget(ForgetArgs),
     /// Who asked what, and when: every API access (allowed or denied) and every local search,
     /// ask, export and forget, in an append-only, hash-chained log (DIR/audit.db).
     ///
@@ -334,6 +309,35 @@ pub enum ServeCommand {
     ///          --user ada-avatar@example.org --password-env MAIL_PASSWORD --allow @example.org
     #[command(verbatim_doc_comment)]
     Email(Box<crate::email::EmailArgs>),
+}
+
+/// What `avatar forget` removes and how.
+#[derive(clap::Args, Debug)]
+pub struct ForgetArgs {
+    /// A source as ingested: a path (or file:// URI); an archive covers everything in it.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// One record, by the id `avatar records --json` or a citation shows.
+    #[arg(long)]
+    pub record: Option<String>,
+    /// Everything written before this date (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    pub before: Option<String>,
+    /// Everything by this participant (a name, address or handle as `records` shows it).
+    #[arg(long)]
+    pub participant: Option<String>,
+    /// Why (kept in the tombstone; never the forgotten content).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// When a personal model was trained on what is forgotten, train it again right away
+    /// (same settings, on what remains) instead of leaving that to `avatar train llm`.
+    #[arg(long)]
+    pub retrain: bool,
+    /// Only list what would be forgotten; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
