@@ -5,37 +5,11 @@
 # Usage: infra/browser-test.sh   (CHROMIUM=/path/to/chromium to use another browser binary)
 # Screenshots land in $CARGO_TARGET_DIR/browser-screenshots.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/avatar/target}"
-export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-START=$(date +%s)
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO="sudo"
-
-# The chat step needs the base model; CI installs it, so its absence is an error, not a skip.
-MODELS="${AVATAR_MODELS:-$HOME/.cache/avatar/models}"
-if [ ! -d "$MODELS/SmolLM2-135M-Instruct" ]; then
-  echo "error: no base model at $MODELS/SmolLM2-135M-Instruct; run infra/fetch-models.sh smollm2" >&2
-  exit 1
-fi
+TEST_NAME="browser test"
+source "$(dirname "$0")/lib.sh"
+require_base_model
 
 echo "== browser test: tools (only when missing)"
-# Installing the tools is the one step that depends on the machine (apt sources, sudo): when it
-# fails, exit 3 so infra/test.sh reports the browser test as skipped, loudly. Once the tools are
-# there, every failure of the test itself is fatal.
-tools_missing() {
-  echo "browser test SKIPPED: $1" >&2
-  exit 3
-}
-apt_install() {
-  echo "apt-get install $*"
-  export DEBIAN_FRONTEND=noninteractive
-  if [ -z "${APT_UPDATED:-}" ]; then
-    $SUDO apt-get update -qq || return 1
-    APT_UPDATED=1
-  fi
-  $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 # One package at a time: nodesource's nodejs already carries npm and conflicts with Debian's.
 command -v node >/dev/null || apt_install nodejs || tools_missing "could not install nodejs"
 command -v npm >/dev/null || apt_install npm || tools_missing "could not install npm"

@@ -7,34 +7,11 @@
 # model (infra/fetch-models.sh smollm2).
 # Usage: infra/email-test.sh        Exit 3: the tools could not be installed (reported as skipped).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/avatar/target}"
-export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-START=$(date +%s)
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO="sudo"
-
-# The answer step needs the base model; CI installs it, so its absence is an error, not a skip.
-MODELS="${AVATAR_MODELS:-$HOME/.cache/avatar/models}"
-if [ ! -d "$MODELS/SmolLM2-135M-Instruct" ]; then
-  echo "error: no base model at $MODELS/SmolLM2-135M-Instruct; run infra/fetch-models.sh smollm2" >&2
-  exit 1
-fi
+TEST_NAME="email test"
+source "$(dirname "$0")/lib.sh"
+require_base_model
 
 echo "== email test: tools (only when missing)"
-# Installing is the one step that depends on the machine (apt sources, sudo, PyPI): when it
-# fails, exit 3 so infra/test.sh reports the email test as skipped, loudly. Once the tools are
-# there, every failure of the test itself is fatal.
-tools_missing() {
-  echo "email test SKIPPED: $1" >&2
-  exit 3
-}
-apt_install() {
-  echo "apt-get install $*"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq || return 1
-  $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 if ! command -v dovecot >/dev/null || [ ! -e /usr/lib/dovecot/lmtp ]; then
   apt_install dovecot-imapd dovecot-lmtpd || tools_missing "could not install dovecot-imapd dovecot-lmtpd"
 fi
