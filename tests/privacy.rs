@@ -205,8 +205,8 @@ Ada\n",
     std::fs::write(dir.join("household.md"), note).unwrap();
 }
 
-#[test]
-fn planted_secrets_never_reach_the_training_set() {
+/// A data directory with Ada's avatar and a freshly planted corpus ingested.
+fn ingested_corpus() -> (tempfile::TempDir, Secrets, std::path::PathBuf) {
     let mut rng = Rng::new();
     let s = Secrets::new(&mut rng);
     let dir = tempfile::tempdir().unwrap();
@@ -215,6 +215,12 @@ fn planted_secrets_never_reach_the_training_set() {
     let data = dir.path().join("data");
     init_ada(&data);
     ok(&data, &["ingest", corpus.to_str().unwrap()]);
+    (dir, s, data)
+}
+
+#[test]
+fn planted_secrets_never_reach_the_training_set() {
+    let (_dir, s, data) = ingested_corpus();
 
     // No report before a build.
     let out = cmd(&data).args(["privacy", "report"]).output().unwrap();
@@ -297,14 +303,7 @@ fn planted_secrets_never_reach_the_training_set() {
 
 #[test]
 fn keep_pii_warns_and_redact_names_replaces_third_parties() {
-    let mut rng = Rng::new();
-    let s = Secrets::new(&mut rng);
-    let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus");
-    write_corpus(&corpus, &s);
-    let data = dir.path().join("data");
-    init_ada(&data);
-    ok(&data, &["ingest", corpus.to_str().unwrap()]);
+    let (_dir, s, data) = ingested_corpus();
 
     let out = ok(&data, &["dataset", "build", "--keep-pii"]);
     assert!(
