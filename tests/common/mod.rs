@@ -11,7 +11,9 @@ pub fn bin() -> &'static str {
 pub fn cmd(data: &Path) -> Command {
     let mut c = Command::new(bin());
     c.arg("--data").arg(data).arg("--quiet");
-    c.env_remove("AVATAR_DATA").env_remove("AVATAR_ID");
+    c.env_remove("AVATAR_DATA")
+        .env_remove("AVATAR_ID")
+        .env_remove("AVATAR_LOG");
     // Word search only, unless a test asks for the embedding model (tests/semantic.rs).
     c.env("AVATAR_EMBED_MODEL", "none");
     c

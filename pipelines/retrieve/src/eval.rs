@@ -289,7 +289,11 @@ mod demo_set {
             };
             let sha = hex::encode(Sha256::digest(&bytes));
             for n in 0..parsed.items.len() {
-                ids.insert(avatar_schemas::record_id(&sha, n as u32));
+                ids.insert(avatar_schemas::artifact_record_id(
+                    "ada-lovelace",
+                    &sha,
+                    n as u32,
+                ));
             }
         }
         assert!(

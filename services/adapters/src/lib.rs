@@ -7,6 +7,8 @@
 //! never loses or duplicates work.
 
 mod fs_blobs;
+#[cfg(feature = "kafka")]
+mod kafka_log;
 mod records_parquet;
 mod sqlite_log;
 mod sqlite_records;
@@ -16,6 +18,10 @@ mod vector_edge;
 mod vector_qdrant;
 
 pub use fs_blobs::FsBlobStore;
+#[cfg(feature = "kafka")]
+pub use kafka_log::{
+    partition_for, GroupMember, KafkaConfig, KafkaLog, KafkaPartitionLog, ResetTo,
+};
 pub use records_parquet::{read_records_parquet, records_arrow_schema, write_records_parquet};
 pub use sqlite_log::SqliteEventLog;
 pub use sqlite_records::SqliteRecordStore;

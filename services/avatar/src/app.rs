@@ -7,17 +7,107 @@
 //! DIR/index/                          tantivy full-text index
 //! DIR/datasets/<avatar>/records.parquet
 //! ```
+//!
+//! With a Kafka log (`--log kafka://…`) the log lives in the broker and each topic partition
+//! has its own stores, written by the processor that owns the partition:
+//! `DIR/kafka/<topic>/p<N>/{records.db,index/,vectors/}`; blobs and datasets stay shared.
 
 use anyhow::{bail, Context, Result};
-use avatar_adapters::{FsBlobStore, SqliteEventLog, SqliteRecordStore, TantivyIndex};
+use avatar_adapters::{
+    FsBlobStore, KafkaPartitionLog, SqliteEventLog, SqliteRecordStore, TantivyIndex,
+};
 use avatar_processor::{Processor, Progress, Report};
 use avatar_runtime::{EventLog, RecordStore, SearchIndex};
 use avatar_schemas::{AvatarCreated, Payload};
 use std::path::{Path, PathBuf};
 
+/// The event log of a data directory: SQLite inside it (embedded), or one partition of a
+/// Kafka topic (distributed). Commands use it as a `dyn EventLog`.
+pub enum AppLog {
+    Sqlite(SqliteEventLog),
+    Kafka(KafkaPartitionLog),
+}
+
+impl AppLog {
+    fn inner(&self) -> &dyn EventLog {
+        match self {
+            AppLog::Sqlite(l) => l,
+            AppLog::Kafka(l) => l,
+        }
+    }
+}
+
+impl EventLog for AppLog {
+    fn append(&self, events: &[avatar_schemas::Envelope]) -> avatar_runtime::Result<Vec<u64>> {
+        self.inner().append(events)
+    }
+    fn read(&self, from: u64, max: usize) -> avatar_runtime::Result<Vec<avatar_runtime::Stored>> {
+        self.inner().read(from, max)
+    }
+    fn end(&self) -> avatar_runtime::Result<u64> {
+        self.inner().end()
+    }
+    fn checkpoint(&self, name: &str) -> avatar_runtime::Result<u64> {
+        self.inner().checkpoint(name)
+    }
+    fn commit(
+        &self,
+        name: &str,
+        next: u64,
+        output: &[avatar_schemas::Envelope],
+    ) -> avatar_runtime::Result<()> {
+        self.inner().commit(name, next, output)
+    }
+    fn read_kinds(
+        &self,
+        from: u64,
+        max: usize,
+        kinds: &[&str],
+    ) -> avatar_runtime::Result<Vec<avatar_runtime::Stored>> {
+        // SQLite filters in storage; keep that.
+        self.inner().read_kinds(from, max, kinds)
+    }
+}
+
+impl AppLog {
+    /// Events per kind (SQLite counts in storage; a Kafka partition is scanned).
+    pub fn count_by_kind(&self) -> Result<Vec<(String, u64)>> {
+        match self {
+            AppLog::Sqlite(l) => Ok(l.count_by_kind()?),
+            AppLog::Kafka(l) => {
+                let mut counts = std::collections::BTreeMap::<String, u64>::new();
+                let mut next = 0;
+                loop {
+                    let batch = l.read(next, 4096)?;
+                    let Some(last) = batch.last() else { break };
+                    next = last.offset + 1;
+                    for s in &batch {
+                        *counts.entry(s.event.kind().to_string()).or_default() += 1;
+                    }
+                }
+                Ok(counts.into_iter().collect())
+            }
+        }
+    }
+
+    /// The SQLite log, for what only it can do (physical deletion by `forget`).
+    pub fn sqlite(&self, what: &str) -> Result<&SqliteEventLog> {
+        match self {
+            AppLog::Sqlite(l) => Ok(l),
+            AppLog::Kafka(_) => bail!(
+                "{what} is not available with a Kafka log yet (Kafka deletes only by retention \
+                 or compaction); run it on an embedded data directory"
+            ),
+        }
+    }
+}
+
 pub struct App {
+    /// The data directory: blobs, datasets, models, tokens.
     pub dir: PathBuf,
-    pub log: SqliteEventLog,
+    /// Where the log-derived stores are: `dir` itself, or the Kafka partition's folder.
+    pub store_dir: PathBuf,
+    pub log: AppLog,
     pub blobs: FsBlobStore,
     pub records: SqliteRecordStore,
     pub index: TantivyIndex,
@@ -30,17 +120,50 @@ impl App {
     pub fn open(dir: &Path) -> Result<App> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
-        let open_err = |what: &str| format!("cannot open the {what} in {}", dir.display());
-        let log =
-            SqliteEventLog::open(&dir.join("log.db")).with_context(|| open_err("event log"))?;
-        let blobs =
-            FsBlobStore::open(&dir.join("blobs")).with_context(|| open_err("blob store"))?;
-        let records = SqliteRecordStore::open(&dir.join("records.db"))
+        let log = SqliteEventLog::open(&dir.join("log.db"))
+            .with_context(|| format!("cannot open the event log in {}", dir.display()))?;
+        Self::open_with(dir, dir, AppLog::Sqlite(log), false)
+    }
+
+    /// Opens the stores of one Kafka partition (the one holding the avatar worked on). The
+    /// processor that owns the partition holds its vector store (one process at a time); with
+    /// `owner` false a busy vector store is skipped with a warning (search by words only).
+    pub fn open_kafka(dir: &Path, log: KafkaPartitionLog, owner: bool) -> Result<App> {
+        let store_dir = Self::partition_dir(dir, &log);
+        Self::open_with(dir, &store_dir, AppLog::Kafka(log), !owner)
+    }
+
+    /// The folder of a Kafka partition's stores.
+    pub fn partition_dir(dir: &Path, log: &KafkaPartitionLog) -> PathBuf {
+        dir.join("kafka")
+            .join(&log.log().config().topic)
+            .join(format!("p{}", log.partition()))
+    }
+
+    fn open_with(dir: &Path, store_dir: &Path, log: AppLog, vectors_optional: bool) -> Result<App> {
+        std::fs::create_dir_all(store_dir)
+            .with_context(|| format!("cannot create data directory {}", store_dir.display()))?;
+        let open_err = |what: &str| format!("cannot open the {what} in {}", store_dir.display());
+        let blobs = FsBlobStore::open(&dir.join("blobs"))
+            .with_context(|| format!("cannot open the blob store in {}", dir.display()))?;
+        let records = SqliteRecordStore::open(&store_dir.join("records.db"))
             .with_context(|| open_err("record store"))?;
-        let index = TantivyIndex::open(&dir.join("index")).with_context(|| open_err("index"))?;
-        let semantic = crate::semantic::open(dir)?;
+        let index =
+            TantivyIndex::open(&store_dir.join("index")).with_context(|| open_err("index"))?;
+        let semantic = match crate::semantic::open(store_dir) {
+            Ok(s) => s,
+            Err(e) if vectors_optional => {
+                eprintln!(
+                    "note: vector store not opened ({e:#}); a running processor owns it, so this \
+                     command works without it"
+                );
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let mut app = App {
             dir: dir.to_path_buf(),
+            store_dir: store_dir.to_path_buf(),
             log,
             blobs,
             records,
@@ -58,7 +181,7 @@ impl App {
         if self.index.checkpoint()? >= store_at {
             return Ok(());
         }
-        let index_dir = self.dir.join("index");
+        let index_dir = self.store_dir.join("index");
         std::fs::remove_dir_all(&index_dir)
             .with_context(|| format!("cannot remove stale index {}", index_dir.display()))?;
         self.index = TantivyIndex::open(&index_dir)?;

@@ -6,7 +6,7 @@ use crate::{
     MemoryCommand, PrivacyCommand, ServeCommand, TokenCommand, TrainCommand,
 };
 use anyhow::{bail, Context, Result};
-use avatar_runtime::{BlobStore, EventLog, RecordStore, SearchIndex};
+use avatar_runtime::{BlobStore, EventLog, RecordStore, SearchIndex, VectorStore};
 use avatar_schemas::{AvatarCreated, Envelope, Payload, Record, RecordKind};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -42,6 +42,7 @@ pub fn run(cli: Cli) -> Result<()> {
             .unwrap_or(data),
         avatar: cli.avatar.clone(),
         quiet: cli.quiet,
+        log: log_choice(cli.log.as_deref())?,
     };
     let audited = audited(&cli.command);
     let mut result = dispatch(&ctx, cli.command);
@@ -328,6 +329,9 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
             command: ServeCommand::Query { addr, base },
         } => serve(ctx, ctx.open()?, addr, base),
         Command::Serve {
+            command: ServeCommand::Processor(args),
+        } => crate::distributed::serve_processor(ctx, &args),
+        Command::Serve {
             command: ServeCommand::Email(args),
         } => crate::email::run(ctx, *args),
         Command::Forget(a) => forget(ctx, a),
@@ -363,11 +367,80 @@ pub struct Ctx {
     pub data: PathBuf,
     pub avatar: Option<String>,
     pub quiet: bool,
+    /// The Kafka log given with --log / AVATAR_LOG; `None` is the embedded SQLite log.
+    pub log: Option<avatar_adapters::KafkaConfig>,
+}
+
+/// `--log`: `sqlite:` (or nothing) is the embedded log, `kafka://…` the distributed one.
+pub fn log_choice(url: Option<&str>) -> Result<Option<avatar_adapters::KafkaConfig>> {
+    match url.map(str::trim) {
+        None | Some("") | Some("sqlite:") | Some("sqlite") => Ok(None),
+        Some(u) if u.starts_with("kafka://") => avatar_adapters::KafkaConfig::parse(u)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("--log: {e}")),
+        Some(u) => bail!("--log `{u}`: expected sqlite: or kafka://HOST:PORT[,HOST:PORT…][/TOPIC]"),
+    }
 }
 
 impl Ctx {
+    /// Opens the stores the command works on: the data directory (embedded), or with a Kafka
+    /// log the partition holding the chosen avatar.
     pub fn open(&self) -> Result<App> {
-        App::open(&self.data)
+        match (&self.log, &self.avatar) {
+            (None, _) => App::open(&self.data),
+            (Some(_), Some(a)) => self.open_for(a),
+            (Some(cfg), None) => {
+                let kafka = self.kafka(cfg)?;
+                let mut found = Vec::new();
+                for p in 0..kafka.partitions() {
+                    for s in kafka
+                        .partition(p)?
+                        .all_of_kinds(&["identity.avatar_created"])?
+                    {
+                        if let Payload::AvatarCreated(c) = s.event.payload {
+                            found.push(c.avatar_id);
+                        }
+                    }
+                }
+                found.sort();
+                found.dedup();
+                match found.as_slice() {
+                    [one] => self.open_for(one),
+                    [] => bail!(
+                        "no avatar yet in the Kafka log {}; create one first: avatar init --name \"Their Name\"",
+                        cfg.brokers
+                    ),
+                    many => bail!(
+                        "the Kafka log holds {} avatars ({}); choose one with --avatar ID",
+                        many.len(),
+                        many.join(", ")
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Opens the stores that hold `avatar` (with a Kafka log: its partition's).
+    pub fn open_for(&self, avatar: &str) -> Result<App> {
+        match &self.log {
+            None => App::open(&self.data),
+            Some(cfg) => {
+                let kafka = self.kafka(cfg)?;
+                App::open_kafka(
+                    &self.data,
+                    kafka.partition(kafka.partition_of(avatar))?,
+                    false,
+                )
+            }
+        }
+    }
+
+    fn kafka(
+        &self,
+        cfg: &avatar_adapters::KafkaConfig,
+    ) -> Result<std::sync::Arc<avatar_adapters::KafkaLog>> {
+        avatar_adapters::KafkaLog::connect(cfg)
+            .with_context(|| format!("cannot connect to the Kafka log at {}", cfg.brokers))
     }
 
     fn bar(&self, len: u64, what: &str) -> ProgressBar {
@@ -414,7 +487,7 @@ pub fn init(ctx: &Ctx, name: &str, aliases: &[String], id: Option<&str>) -> Resu
             slug(&id)
         );
     }
-    let app = ctx.open()?;
+    let app = ctx.open_for(&id)?;
     if app.avatars()?.iter().any(|a| a.avatar_id == id) {
         bail!("avatar `{id}` already exists in {}", ctx.data.display());
     }
@@ -490,6 +563,19 @@ pub fn ingest(
     }
     for (name, reason) in &report.rejected {
         eprintln!("skipped {name}: {reason}");
+    }
+    if let crate::app::AppLog::Kafka(k) = &app.log {
+        // Distributed: ingest only emits; the processors (`avatar serve processor`) parse.
+        println!(
+            "emitted {} new file(s) ({} already known, {} skipped) to Kafka topic {} partition {}; \
+             `avatar serve processor` processes them",
+            report.artifacts_new,
+            report.artifacts_known,
+            report.rejected.len(),
+            k.log().config().topic,
+            k.partition()
+        );
+        return Ok(avatar_processor::Report::default());
     }
     let start = app.log.checkpoint(avatar_processor::PARSE)?;
     let bar = ctx.bar(app.log.end()?.saturating_sub(start), "processing");
@@ -926,6 +1012,11 @@ pub fn status_json(app: &App) -> Result<serde_json::Value> {
             "records_by_format": by_format,
             "dataset": app.dataset_path(&a.avatar_id),
             "llm": llm_card(&app.dir, &a.avatar_id),
+            // Embedded chunks in the vector store (null without an embedding model).
+            "chunks": match &app.semantic {
+                Some(sem) => Some(sem.store.count(&a.avatar_id)?),
+                None => None,
+            },
         }));
     }
     let dead: Vec<serde_json::Value> = app

@@ -227,6 +227,7 @@ fn run_in(root: &Path, quiet: bool, train_steps: usize) -> Result<()> {
         data: root.join("data"),
         avatar: None,
         quiet,
+        log: None,
     };
 
     step("avatar init --name \"Ada Lovelace\" --alias ada@example.org --alias \"+44 7700 900123\"");

@@ -58,6 +58,8 @@ pub fn forget(
     reason: Option<String>,
     origin: &str,
 ) -> Result<ForgetReport> {
+    // Physical deletion from the log is SQLite's; refuse before the tombstone, not halfway.
+    app.log.sqlite("forget")?;
     // Everything pending first, so the covered set is complete.
     app.process(&mut |_| {})?;
     let all = app.records.records(avatar)?;
@@ -117,6 +119,7 @@ pub fn forget(
     }
     let events_removed = app
         .log
+        .sqlite("forget")?
         .purge(&doomed)
         .context("cannot remove the forgotten events from the log")?;
     // A blob another artifact event (another avatar's, or a second name) still uses stays.

@@ -4,6 +4,7 @@
 mod app;
 mod commands;
 mod demo;
+mod distributed;
 mod email;
 mod forget;
 mod llm;
@@ -42,6 +43,12 @@ pub struct Cli {
     /// Which avatar (person) to work on; defaults to the only one when there is one.
     #[arg(long, global = true, env = "AVATAR_ID")]
     pub avatar: Option<String>,
+
+    /// The event log: `sqlite:` (the default, inside the data directory) or
+    /// `kafka://HOST:PORT[,HOST:PORT…][/TOPIC][?partitions=N]` (distributed mode: `ingest`
+    /// only emits events, `avatar serve processor` instances process them).
+    #[arg(long, global = true, env = "AVATAR_LOG")]
+    pub log: Option<String>,
 
     /// No progress bars (they are hidden anyway when stderr is not a terminal).
     #[arg(long, short, global = true)]
@@ -309,6 +316,14 @@ pub enum ServeCommand {
     ///          --user ada-avatar@example.org --password-env MAIL_PASSWORD --allow @example.org
     #[command(verbatim_doc_comment)]
     Email(Box<crate::email::EmailArgs>),
+    /// Process a Kafka log (distributed mode): join the consumer group, process the partitions
+    /// the broker assigns, write their stores under DIR/kafka/<topic>/p<N>/. Run several to
+    /// scale; a dead one's partitions move to the others.
+    ///
+    /// Example: avatar --log kafka://127.0.0.1:9092 --data /srv/avatar serve processor
+    ///          --health 0.0.0.0:9100
+    #[command(verbatim_doc_comment)]
+    Processor(crate::distributed::ProcessorArgs),
 }
 
 /// What `avatar forget` removes and how.

@@ -45,6 +45,7 @@ impl<T: Read + Write + Send> Stream for T {}
 /// A logged-in IMAP session with the folder selected.
 pub struct ImapStore {
     session: imap::Session<Box<dyn Stream>>,
+    uid_validity: Option<u32>,
 }
 
 fn imap_err(what: &str) -> impl Fn(imap::error::Error) -> EmailError + '_ {
@@ -65,13 +66,46 @@ impl ImapStore {
         client
             .read_greeting()
             .map_err(imap_err("no greeting from the server"))?;
-        let mut session = client
+        let session = client
             .login(&cfg.user, &cfg.password)
             .map_err(|(e, _)| EmailError::Imap(format!("login as `{}` failed: {e}", cfg.user)))?;
-        session
-            .select(&cfg.folder)
-            .map_err(|e| EmailError::Imap(format!("cannot select `{}`: {e}", cfg.folder)))?;
-        Ok(ImapStore { session })
+        let mut store = ImapStore {
+            session,
+            uid_validity: None,
+        };
+        store.select(&cfg.folder)?;
+        Ok(store)
+    }
+
+    /// Selects another folder (the connector reads several).
+    pub fn select(&mut self, folder: &str) -> Result<()> {
+        let mailbox = self
+            .session
+            .select(folder)
+            .map_err(|e| EmailError::Imap(format!("cannot select `{folder}`: {e}")))?;
+        self.uid_validity = mailbox.uid_validity;
+        Ok(())
+    }
+
+    /// The selected folder's UIDVALIDITY: when it changes, every UID seen before is void.
+    pub fn uid_validity(&self) -> Option<u32> {
+        self.uid_validity
+    }
+
+    /// UIDs above `last` in the selected folder, ascending (read or not: the connector keeps
+    /// its own position and never touches flags).
+    pub fn uids_after(&mut self, last: u32) -> Result<Vec<u32>> {
+        let from = last.saturating_add(1);
+        let mut uids: Vec<u32> = self
+            .session
+            .uid_search(format!("UID {from}:*"))
+            .map_err(imap_err("UID SEARCH"))?
+            .into_iter()
+            // `n:*` always includes the highest UID, even when it is below n.
+            .filter(|u| *u > last)
+            .collect();
+        uids.sort_unstable();
+        Ok(uids)
     }
 
     /// Ends the session politely (errors ignored: the pass is over anyway).

@@ -443,6 +443,38 @@ pub fn ingest_paths(
     Ok(run.report)
 }
 
+/// Ingests bytes that did not come from a file (a mail fetched over IMAP, an upload): stored,
+/// then one artifact event with `uri` as its source. Same bytes again are a no-op.
+pub fn ingest_bytes(
+    log: &dyn EventLog,
+    blobs: &dyn BlobStore,
+    avatar: &str,
+    uri: &str,
+    name: &str,
+    format_hint: Option<&str>,
+    bytes: &[u8],
+) -> Result<IngestReport, IngestError> {
+    check_avatar(avatar)?;
+    let opts = IngestOptions::default();
+    let mut run = Run {
+        log,
+        blobs,
+        avatar,
+        opts: &opts,
+        report: IngestReport::default(),
+        pending: Vec::new(),
+        refused: Vec::new(),
+        seen: HashSet::new(),
+    };
+    if bytes.len() as u64 > opts.max_file_bytes {
+        run.reject(name, format!("{} bytes is over the limit", bytes.len()));
+    } else {
+        run.emit_hinted(uri, name, format_hint, bytes)?;
+    }
+    run.flush()?;
+    Ok(run.report)
+}
+
 /// Appends a memory the person (or someone who knew them) wrote by hand. Memories have no
 /// dedup key: adding the same text twice is two memories, as the user asked twice.
 pub fn add_memory(

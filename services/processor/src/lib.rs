@@ -269,7 +269,11 @@ impl Processor<'_> {
                 continue;
             }
             let record = Record {
-                id: record_id(&artifact.sha256, ordinal as u32),
+                id: avatar_schemas::artifact_record_id(
+                    &event.avatar,
+                    &artifact.sha256,
+                    ordinal as u32,
+                ),
                 avatar: event.avatar.clone(),
                 source: event.source.clone(),
                 format: parsed.format.to_string(),

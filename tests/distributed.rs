@@ -1,0 +1,387 @@
+//! Distributed mode against a real Kafka-protocol broker (tansu with its SQLite engine, which
+//! `infra/kafka.sh` builds and `infra/test.sh` exports as TANSU_BIN):
+//!
+//! * the fault test: stream a corpus through `avatar ingest --log kafka://…` while a processor
+//!   runs; SIGKILL the processor and restart the broker mid-stream; afterwards records, chunks
+//!   and datasets equal those of the embedded mode on the same inputs (counts and content);
+//! * scaling: two processors in one consumer group split the partitions and together produce
+//!   the same stores.
+
+mod common;
+use common::*;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn tansu() -> Option<PathBuf> {
+    match std::env::var_os("TANSU_BIN") {
+        Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
+        _ => {
+            eprintln!("skipping: TANSU_BIN not set (infra/kafka.sh install builds tansu; infra/test.sh sets it)");
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A tansu broker with durable (SQLite) storage in `dir`, restartable on the same port.
+struct Broker {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Broker {
+    fn start(bin: &Path, dir: &Path) -> Broker {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut b = Broker {
+            bin: bin.to_path_buf(),
+            dir: dir.to_path_buf(),
+            port: free_port(),
+            child: None,
+        };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let listen = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("broker.log"))
+            .unwrap();
+        let child = Command::new(&self.bin)
+            .current_dir(&self.dir)
+            .args([
+                "broker",
+                "--listener-url",
+                &listen,
+                "--advertised-listener-url",
+                &listen,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not start; see {}",
+                self.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+        self.spawn();
+    }
+
+    fn url(&self, topic: &str, partitions: u32) -> String {
+        format!(
+            "kafka://127.0.0.1:{}/{topic}?partitions={partitions}",
+            self.port
+        )
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `avatar --data DATA [--log URL]` with the embedding model when it is installed (chunks are
+/// then compared too), without otherwise.
+fn av(data: &Path, log: Option<&str>) -> Command {
+    let mut c = cmd(data);
+    if let Some(l) = log {
+        c.arg("--log").arg(l);
+    }
+    match embed_model() {
+        Some(m) => c.env("AVATAR_EMBED_MODEL", m),
+        None => c.env("AVATAR_EMBED_MODEL", "none"),
+    };
+    c
+}
+
+fn run_ok(mut c: Command, what: &str) -> String {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_no_panic(&out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn processor(data: &Path, log: &str, health: Option<u16>) -> Child {
+    let mut c = av(data, Some(log));
+    c.args(["serve", "processor", "--interval", "200ms"]);
+    if let Some(port) = health {
+        c.args(["--health", &format!("127.0.0.1:{port}")]);
+    }
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.with_extension("processor.log"))
+        .unwrap();
+    c.stdout(Stdio::null()).stderr(err).spawn().unwrap()
+}
+
+/// The two people and their files: Ada gets the demo corpus (and real mail and chats when the
+/// fixtures are there), Bob a few notes. Each entry is ingested by its own command.
+fn corpus() -> Vec<(&'static str, PathBuf)> {
+    let s = samples();
+    let mut out: Vec<(&str, PathBuf)> = Vec::new();
+    for sub in ["mail", "chats", "notes", "broken"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(s.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        out.extend(files.into_iter().map(|f| ("ada", f)));
+    }
+    for n in ["tea-cake.txt", "flyology.md", "remedies.md"] {
+        out.push(("bob", s.join("notes").join(n)));
+    }
+    if let Some(fx) = fixtures() {
+        out.push(("bob", fx.join("mbox/perceval__mbox_multipart.mbox")));
+        out.push(("ada", fx.join("whatsapp/whatstk__pokemon.txt")));
+    }
+    out
+}
+
+fn init(data: &Path, log: Option<&str>) {
+    for (id, name, alias) in [
+        ("ada", "Ada Lovelace", "ada@example.org"),
+        ("bob", "Bob Babbage", "bob@example.org"),
+    ] {
+        let mut c = av(data, log);
+        c.args(["init", "--name", name, "--id", id, "--alias", alias]);
+        run_ok(c, "init");
+    }
+}
+
+fn ingest(data: &Path, log: Option<&str>, who: &str, file: &Path) {
+    let mut c = av(data, log);
+    c.args(["--avatar", who, "ingest"]).arg(file);
+    run_ok(c, "ingest");
+}
+
+/// What must be equal between runs: every record (as JSON), the chunk count and the Parquet
+/// dataset's bytes, per avatar.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    records: Vec<String>,
+    chunks: serde_json::Value,
+    dataset_sha: String,
+}
+
+fn outcome(data: &Path, log: Option<&str>, who: &str) -> Outcome {
+    let mut c = av(data, log);
+    c.args(["--avatar", who, "records", "--json"]);
+    let mut records: Vec<String> = run_ok(c, "records").lines().map(String::from).collect();
+    records.sort();
+    let mut c = av(data, log);
+    c.args(["--avatar", who, "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&run_ok(c, "status")).unwrap();
+    let me = status["avatars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == who)
+        .unwrap()
+        .clone();
+    let bytes = std::fs::read(data.join("datasets").join(who).join("records.parquet")).unwrap();
+    use sha2::Digest;
+    Outcome {
+        records,
+        chunks: me["chunks"].clone(),
+        dataset_sha: hex::encode(sha2::Sha256::digest(&bytes)),
+    }
+}
+
+/// Records of `who` the distributed stores hold right now.
+fn record_count(data: &Path, log: &str, who: &str) -> usize {
+    // No embedding model: a reader beside the running processor stays out of the vector store.
+    let mut c = cmd(data);
+    c.args(["--log", log, "--avatar", who, "records", "--json"]);
+    match c.output() {
+        Ok(o) if o.status.success() => o.stdout.iter().filter(|b| **b == b'\n').count(),
+        _ => 0,
+    }
+}
+
+fn embedded_outcomes(root: &Path) -> Vec<Outcome> {
+    let data = root.join("embedded");
+    init(&data, None);
+    for (who, f) in corpus() {
+        ingest(&data, None, who, &f);
+    }
+    vec![outcome(&data, None, "ada"), outcome(&data, None, "bob")]
+}
+
+fn wait_for(expected: &[Outcome], data: &Path, log: &str) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    for (who, want) in ["ada", "bob"].iter().zip(expected) {
+        while record_count(data, log, who) < want.records.len() {
+            assert!(
+                Instant::now() < deadline,
+                "processing did not finish within 10 minutes"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn stop(mut p: Child) {
+    // Graceful shutdown: SIGTERM, and it exits 0.
+    let _ = Command::new("kill").arg(p.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = p.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "processor exited with {status} after SIGTERM"
+            );
+            return;
+        }
+        assert!(Instant::now() < deadline, "processor ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn killed_processor_and_restarted_broker_lose_and_duplicate_nothing() {
+    let Some(bin) = tansu() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = embedded_outcomes(tmp.path());
+    assert!(
+        expected[0].records.len() > 50,
+        "the corpus is big enough to matter"
+    );
+
+    let mut broker = Broker::start(&bin, &tmp.path().join("broker"));
+    let log = broker.url("fault", 4);
+    let data = tmp.path().join("distributed");
+    init(&data, Some(&log));
+    let files = corpus();
+    let third = files.len() / 3;
+    let health = free_port();
+    let mut p = processor(&data, &log, Some(health));
+    for (who, f) in &files[..third] {
+        ingest(&data, Some(&log), who, f);
+    }
+    // Let it get going, then kill it without warning mid-stream.
+    let t = Instant::now();
+    while record_count(&data, &log, "ada") == 0 && t.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(http_get(health, "/metrics").contains("avatar_processor_partitions"));
+    p.kill().unwrap();
+    p.wait().unwrap();
+    for (who, f) in &files[third..2 * third] {
+        ingest(&data, Some(&log), who, f);
+    }
+    // The broker goes down and comes back (same storage) while a new processor runs.
+    let p = processor(&data, &log, None);
+    std::thread::sleep(Duration::from_secs(2));
+    broker.restart();
+    for (who, f) in &files[2 * third..] {
+        ingest(&data, Some(&log), who, f);
+    }
+    wait_for(&expected, &data, &log);
+    stop(p);
+    // A last pass proves nothing was pending (and exercises --once).
+    let mut once = av(&data, Some(&log));
+    once.args(["serve", "processor", "--once"]);
+    run_ok(once, "serve processor --once");
+
+    for (who, want) in ["ada", "bob"].iter().zip(&expected) {
+        let got = outcome(&data, Some(&log), who);
+        assert_eq!(got.records.len(), want.records.len(), "{who}: record count");
+        assert!(got.records == want.records, "{who}: record contents differ");
+        assert_eq!(got.chunks, want.chunks, "{who}: chunk count");
+        assert_eq!(got.dataset_sha, want.dataset_sha, "{who}: dataset bytes");
+    }
+}
+
+#[test]
+fn two_processors_share_the_partitions_and_agree_with_embedded() {
+    let Some(bin) = tansu() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = embedded_outcomes(tmp.path());
+    let broker = Broker::start(&bin, &tmp.path().join("broker"));
+    let log = broker.url("scale", 4);
+    let data = tmp.path().join("distributed");
+    init(&data, Some(&log));
+    let (h1, h2) = (free_port(), free_port());
+    let p1 = processor(&data, &log, Some(h1));
+    let p2 = processor(&data, &log, Some(h2));
+    for (who, f) in corpus() {
+        ingest(&data, Some(&log), who, &f);
+    }
+    wait_for(&expected, &data, &log);
+    // Both took part: the group gave each member partitions.
+    let owned = |port: u16| -> u64 {
+        let m = http_get(port, "/metrics");
+        m.lines()
+            .find_map(|l| l.strip_prefix("avatar_processor_partitions "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while owned(h1) + owned(h2) != 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        owned(h1) + owned(h2),
+        4,
+        "the 4 partitions are owned once in all"
+    );
+    assert!(
+        owned(h1) > 0 && owned(h2) > 0,
+        "both processors own partitions"
+    );
+    assert!(http_get(h1, "/healthz").starts_with("HTTP/1.1 200"));
+    stop(p1);
+    stop(p2);
+    for (who, want) in ["ada", "bob"].iter().zip(&expected) {
+        let got = outcome(&data, Some(&log), who);
+        assert!(got.records == want.records, "{who}: record contents differ");
+        assert_eq!(got.chunks, want.chunks, "{who}: chunk count");
+        assert_eq!(got.dataset_sha, want.dataset_sha, "{who}: dataset bytes");
+    }
+}
