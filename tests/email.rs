@@ -300,3 +300,81 @@ fn serve_email_refuses_plaintext_imap_to_a_remote_host() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--tls"), "{err}");
 }
+
+/// The IMAP connector of `avatar serve ingest` (issue 7): mail in the listed folder becomes
+/// records; a second pass fetches only mail with a higher UID.
+#[test]
+fn serve_ingest_reads_new_mail_by_uid() {
+    let Some(env) = mail_env() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    let nonce: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let folder = format!("Archive{nonce}");
+    let mail = |n: u32, body: &str| {
+        format!(
+            "From: Ada Lovelace <ada@example.org>\r\nTo: charles@example.org\r\n\
+             Subject: note {n}\r\nMessage-ID: <arch-{n}-{nonce}@example.org>\r\n\
+             Date: Mon, 1 Jan 2024 10:0{n}:00 +0000\r\n\r\n{body}\r\n"
+        )
+    };
+    {
+        let mut s = login(&env.imap, "avatar");
+        s.create(&folder).unwrap();
+        s.append(&folder, mail(1, "The loom weaves flowers.").as_bytes())
+            .unwrap();
+        s.append(
+            &folder,
+            mail(2, "Bernoulli numbers, step by step.").as_bytes(),
+        )
+        .unwrap();
+        let _ = s.logout();
+    }
+    let config = tmp.path().join("ingest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[imap]]\navatar = \"ada-lovelace\"\nserver = \"{}\"\nuser = \"avatar@example.org\"\n\
+             password_env = \"AVATAR_TEST_PASSWORD_AVATAR\"\nfolders = [\"{folder}\"]\ntls = false\n",
+            env.imap
+        ),
+    )
+    .unwrap();
+    let pass = || {
+        stdout(&ok(
+            &data,
+            &[
+                "serve",
+                "ingest",
+                "--config",
+                config.to_str().unwrap(),
+                "--once",
+            ],
+        ))
+    };
+    let first = pass();
+    assert!(first.contains("2 new mail(s) of 2 fetched"), "{first}");
+    let again = pass();
+    assert!(
+        again.contains("0 new artifact(s)") && !again.contains("fetched"),
+        "{again}"
+    );
+    {
+        let mut s = login(&env.imap, "avatar");
+        s.append(&folder, mail(3, "Poetical science.").as_bytes())
+            .unwrap();
+        let _ = s.logout();
+    }
+    let third = pass();
+    assert!(
+        third.contains("1 new mail(s) of 1 fetched"),
+        "only the new UID: {third}"
+    );
+    let records = stdout(&ok(&data, &["records", "--json"]));
+    for text in ["loom weaves", "Bernoulli", "Poetical science"] {
+        assert!(records.contains(text), "{text} missing from {records}");
+    }
+}

@@ -329,6 +329,9 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
             command: ServeCommand::Query { addr, base },
         } => serve(ctx, ctx.open()?, addr, base),
         Command::Serve {
+            command: ServeCommand::Ingest(args),
+        } => crate::connectors::serve_ingest(ctx, &args),
+        Command::Serve {
             command: ServeCommand::Processor(args),
         } => crate::distributed::serve_processor(ctx, &args),
         Command::Serve {
@@ -598,7 +601,7 @@ pub fn ingest(
     Ok(processed)
 }
 
-fn is_remote_repo(p: &Path) -> bool {
+pub(crate) fn is_remote_repo(p: &Path) -> bool {
     let s = p.to_string_lossy();
     ["https://", "http://", "ssh://", "git://"]
         .iter()
@@ -608,7 +611,7 @@ fn is_remote_repo(p: &Path) -> bool {
 
 /// A remote repository is mirrored once under `DIR/repos/` (then fetched on later runs) with
 /// the `git` command, so its commits get stable source URIs and re-ingesting is a no-op.
-fn clone_or_fetch(data: &Path, url: &str) -> Result<PathBuf> {
+pub(crate) fn clone_or_fetch(data: &Path, url: &str) -> Result<PathBuf> {
     let name: String = url
         .chars()
         .map(|c| {

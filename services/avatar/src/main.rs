@@ -3,6 +3,7 @@
 
 mod app;
 mod commands;
+mod connectors;
 mod demo;
 mod distributed;
 mod email;
@@ -324,6 +325,27 @@ pub enum ServeCommand {
     ///          --health 0.0.0.0:9100
     #[command(verbatim_doc_comment)]
     Processor(crate::distributed::ProcessorArgs),
+    /// Keep sources flowing in: file-drop folders, git repositories and IMAP folders, polled
+    /// every interval; only what is new since the last pass is read (positions are kept in
+    /// DIR/connectors/state.json). With a Kafka log it only emits; embedded, it also processes.
+    ///
+    /// Example connectors file (avatar serve ingest --config ingest.toml):
+    ///
+    ///   interval = "60s"            # AVATAR_INGEST_INTERVAL overrides
+    ///   [[inbox]]
+    ///   avatar = "ada"
+    ///   path = "/srv/drop/ada"
+    ///   [[git]]
+    ///   avatar = "ada"
+    ///   repo = "https://git.example.org/ada/engine.git"
+    ///   [[imap]]
+    ///   avatar = "ada"
+    ///   server = "imap.example.org:993"
+    ///   user = "ada@example.org"
+    ///   password_env = "ADA_IMAP_PASSWORD"
+    ///   folders = ["INBOX", "Sent"]
+    #[command(verbatim_doc_comment)]
+    Ingest(crate::connectors::IngestArgs),
 }
 
 /// What `avatar forget` removes and how.

@@ -1,0 +1,438 @@
+//! `avatar serve ingest`: connectors that keep sources flowing in, from one TOML file.
+//!
+//! Every INTERVAL each connector looks for what is new since its last pass: files dropped into
+//! an inbox folder (new, or changed since), new commits of git repositories, new mail in IMAP
+//! folders (by UID, per UIDVALIDITY). What it finds is ingested like `avatar ingest` does
+//! (blob, then event; the same bytes twice are a no-op) and its position is saved afterwards in
+//! `DIR/connectors/state.json`, so a crash repeats at most one pass and loses nothing. With a
+//! Kafka log the events go to the broker for the processors; with the embedded log this
+//! process also processes them.
+
+use crate::commands::Ctx;
+use crate::distributed::parse_duration;
+use anyhow::{bail, Context, Result};
+use avatar_runtime::EventLog;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Options of `avatar serve ingest`.
+#[derive(clap::Args, Debug)]
+pub struct IngestArgs {
+    /// The connectors file (TOML; see the example in `avatar serve ingest --help`).
+    #[arg(long, env = "AVATAR_CONNECTORS")]
+    pub config: PathBuf,
+    /// One pass over every connector, then exit (for cron and tests).
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// The connectors file. Environment overrides: AVATAR_INGEST_INTERVAL.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorsConfig {
+    /// Time between passes ("30s", "5m"); default 60s.
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// File-drop folders: every regular file (recursively) that is new or changed is ingested.
+    #[serde(default)]
+    pub inbox: Vec<InboxConfig>,
+    /// Git repositories (work tree, bare, or a URL): ingested again when their HEAD moves;
+    /// commits already ingested are no-ops.
+    #[serde(default)]
+    pub git: Vec<GitConfig>,
+    /// IMAP mailboxes: new mail in the listed folders, by UID.
+    #[serde(default)]
+    pub imap: Vec<ImapSourceConfig>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InboxConfig {
+    pub avatar: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GitConfig {
+    pub avatar: String,
+    pub repo: String,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImapSourceConfig {
+    pub avatar: String,
+    /// HOST[:PORT]; port 993 means implicit TLS (the default).
+    pub server: String,
+    pub user: String,
+    /// Environment variable holding the password (never the password itself in the file).
+    pub password_env: String,
+    #[serde(default = "inbox_folder")]
+    pub folders: Vec<String>,
+    /// Implicit TLS; default: on unless the port is 143.
+    #[serde(default)]
+    pub tls: Option<bool>,
+    /// Allow plaintext to a remote host.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+fn inbox_folder() -> Vec<String> {
+    vec!["INBOX".into()]
+}
+
+impl ConnectorsConfig {
+    pub fn parse(text: &str) -> Result<Self> {
+        let cfg: ConnectorsConfig = toml::from_str(text)?;
+        if cfg.inbox.is_empty() && cfg.git.is_empty() && cfg.imap.is_empty() {
+            bail!("no connectors: add an [[inbox]], [[git]] or [[imap]] section");
+        }
+        Ok(cfg)
+    }
+
+    /// The interval, with AVATAR_INGEST_INTERVAL winning over the file.
+    pub fn interval(&self) -> Result<Duration> {
+        let text = std::env::var("AVATAR_INGEST_INTERVAL")
+            .ok()
+            .or_else(|| self.interval.clone())
+            .unwrap_or_else(|| "60s".into());
+        parse_duration(&text).map_err(|e| anyhow::anyhow!("interval: {e}"))
+    }
+}
+
+/// Where each connector stands; saved after each pass.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+struct State {
+    /// Inbox file path -> "size:mtime_ns" when it was ingested.
+    #[serde(default)]
+    files: BTreeMap<String, String>,
+    /// Repository -> HEAD commit when it was ingested.
+    #[serde(default)]
+    git: BTreeMap<String, String>,
+    /// "user@server/folder" -> (UIDVALIDITY, last UID ingested).
+    #[serde(default)]
+    imap: BTreeMap<String, (u32, u32)>,
+}
+
+fn state_path(data: &Path) -> PathBuf {
+    data.join("connectors").join("state.json")
+}
+
+fn load_state(data: &Path) -> Result<State> {
+    let p = state_path(data);
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b)
+            .with_context(|| format!("{} is damaged; delete it to start over", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
+    }
+}
+
+fn save_state(data: &Path, s: &State) -> Result<()> {
+    let p = state_path(data);
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let tmp = p.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(s)?)?;
+    std::fs::rename(&tmp, &p)?;
+    Ok(())
+}
+
+/// What one pass found, per connector.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    pub new_artifacts: usize,
+    pub lines: Vec<String>,
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let t = e.file_type()?;
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue; // partial uploads (.part, .tmp) and hidden files
+        }
+        if t.is_dir() {
+            walk(&e.path(), out)?;
+        } else if t.is_file() {
+            out.push(e.path());
+        }
+    }
+    Ok(())
+}
+
+fn stamp(p: &Path) -> Option<String> {
+    let m = std::fs::metadata(p).ok()?;
+    let mtime = m
+        .modified()
+        .ok()?
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some(format!("{}:{mtime}", m.len()))
+}
+
+/// Runs every connector once.
+pub fn pass(ctx: &Ctx, cfg: &ConnectorsConfig) -> Result<PassReport> {
+    let mut state = load_state(&ctx.data)?;
+    let mut report = PassReport::default();
+    let mut touched: Vec<String> = Vec::new();
+    for inbox in &cfg.inbox {
+        let mut files = Vec::new();
+        walk(&inbox.path, &mut files)
+            .with_context(|| format!("cannot read the inbox {}", inbox.path.display()))?;
+        files.sort();
+        let fresh: Vec<(PathBuf, String)> = files
+            .into_iter()
+            .filter_map(|f| {
+                let s = stamp(&f)?;
+                let key = f.display().to_string();
+                (state.files.get(&key) != Some(&s)).then_some((f, s))
+            })
+            .collect();
+        if fresh.is_empty() {
+            continue;
+        }
+        let app = ctx.open_for(&inbox.avatar)?;
+        app.avatar(Some(&inbox.avatar))?;
+        let paths: Vec<PathBuf> = fresh.iter().map(|(f, _)| f.clone()).collect();
+        let r = avatar_ingest::ingest_paths(
+            &app.log,
+            &app.blobs,
+            &inbox.avatar,
+            &paths,
+            &avatar_ingest::IngestOptions::default(),
+            &mut |_| {},
+        )?;
+        report.new_artifacts += r.artifacts_new;
+        report.lines.push(format!(
+            "inbox {}: {} new file(s), {} already known, {} skipped",
+            inbox.path.display(),
+            r.artifacts_new,
+            r.artifacts_known,
+            r.rejected.len()
+        ));
+        for (f, s) in fresh {
+            state.files.insert(f.display().to_string(), s);
+        }
+        touched.push(inbox.avatar.clone());
+        save_state(&ctx.data, &state)?;
+    }
+    for g in &cfg.git {
+        let app = ctx.open_for(&g.avatar)?;
+        app.avatar(Some(&g.avatar))?;
+        let repo = if crate::commands::is_remote_repo(Path::new(&g.repo)) {
+            crate::commands::clone_or_fetch(&app.dir, &g.repo)?
+        } else {
+            PathBuf::from(&g.repo)
+        };
+        let head = git_head(&repo)?;
+        if state.git.get(&g.repo) == Some(&head) {
+            continue;
+        }
+        let r = avatar_ingest::ingest_git(
+            &app.log,
+            &app.blobs,
+            &g.avatar,
+            &repo.to_string_lossy(),
+            &avatar_ingest::GitOptions::default(),
+            &mut |_| {},
+        )?;
+        report.new_artifacts += r.artifacts_new;
+        report.lines.push(format!(
+            "git {}: {} new commit(s) at {}",
+            g.repo,
+            r.artifacts_new,
+            &head[..head.len().min(12)]
+        ));
+        state.git.insert(g.repo.clone(), head);
+        touched.push(g.avatar.clone());
+        save_state(&ctx.data, &state)?;
+    }
+    for m in &cfg.imap {
+        let n = imap_pass(ctx, m, &mut state, &mut report)?;
+        if n > 0 {
+            touched.push(m.avatar.clone());
+        }
+    }
+    // Embedded: this process is also the processor.
+    if ctx.log.is_none() && !touched.is_empty() {
+        touched.sort();
+        touched.dedup();
+        let app = ctx.open()?;
+        let p = app.process(&mut |_| {})?;
+        report.lines.push(format!(
+            "processed: {} record(s), {} dead letter(s)",
+            p.records,
+            p.dead_letters.len()
+        ));
+    }
+    Ok(report)
+}
+
+fn git_head(repo: &Path) -> Result<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .with_context(|| format!("cannot run git on {}", repo.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} is not a git repository with commits: {}",
+            repo.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn imap_pass(
+    ctx: &Ctx,
+    m: &ImapSourceConfig,
+    state: &mut State,
+    report: &mut PassReport,
+) -> Result<usize> {
+    let (host, port) = avatar_email::split_host_port(&m.server, 993)?;
+    let password = std::env::var(&m.password_env).with_context(|| {
+        format!(
+            "the IMAP password of {} is read from ${}, which is not set",
+            m.user, m.password_env
+        )
+    })?;
+    let tls = m.tls.unwrap_or(port != 143);
+    let first = m.folders.first().map(String::as_str).unwrap_or("INBOX");
+    let cfg = avatar_email::ImapConfig {
+        host: host.clone(),
+        port,
+        tls,
+        insecure: m.insecure,
+        user: m.user.clone(),
+        password,
+        folder: first.to_string(),
+        timeout: Duration::from_secs(60),
+    };
+    let mut store = avatar_email::ImapStore::connect(&cfg)?;
+    let app = ctx.open_for(&m.avatar)?;
+    app.avatar(Some(&m.avatar))?;
+    let mut total = 0;
+    for folder in &m.folders {
+        store.select(folder)?;
+        let key = format!("{}@{}:{}/{}", m.user, host, port, folder);
+        let validity = store.uid_validity().unwrap_or(0);
+        let last = match state.imap.get(&key) {
+            Some((v, last)) if *v == validity => *last,
+            _ => 0, // new folder, or UIDVALIDITY changed: every UID is new again (dedup by bytes)
+        };
+        let uids = store.uids_after(last)?;
+        let mut new = 0;
+        for uid in &uids {
+            use avatar_email::MailStore;
+            let Some(bytes) = store.fetch(*uid)? else {
+                continue;
+            };
+            let uri = format!(
+                "imap://{}@{}:{}/{};UIDVALIDITY={validity}/;UID={uid}",
+                m.user, host, port, folder
+            );
+            let r = avatar_ingest::ingest_bytes(
+                &app.log,
+                &app.blobs,
+                &m.avatar,
+                &uri,
+                &format!("{folder}-{uid}.eml"),
+                Some("eml"),
+                &bytes,
+            )?;
+            new += r.artifacts_new;
+            // Saved per message: a crash refetches at most the one in flight.
+            state.imap.insert(key.clone(), (validity, *uid));
+            save_state(&ctx.data, state)?;
+        }
+        if !uids.is_empty() {
+            report.lines.push(format!(
+                "imap {key}: {new} new mail(s) of {} fetched",
+                uids.len()
+            ));
+        }
+        total += new;
+    }
+    store.logout();
+    report.new_artifacts += total;
+    let _ = app.log.end()?; // the log answered: the appends above are durable
+    Ok(total)
+}
+
+pub fn serve_ingest(ctx: &Ctx, args: &IngestArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    let cfg = ConnectorsConfig::parse(&text)
+        .with_context(|| format!("{} is not a valid connectors file", args.config.display()))?;
+    let interval = cfg.interval()?;
+    let stop = avatar_email::shutdown_flag();
+    loop {
+        match pass(ctx, &cfg) {
+            Ok(r) => {
+                for l in &r.lines {
+                    println!("{l}");
+                }
+                if args.once {
+                    println!("{} new artifact(s)", r.new_artifacts);
+                }
+            }
+            Err(e) if args.once => return Err(e),
+            // A server that is down now may be up next time.
+            Err(e) => eprintln!("warning: {e:#}"),
+        }
+        if args.once || avatar_email::sleep_unless(&stop, interval) || stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_parses_and_refuses_typos_and_emptiness() {
+        let cfg = ConnectorsConfig::parse(
+            r#"
+            interval = "5s"
+            [[inbox]]
+            avatar = "ada"
+            path = "/drop/ada"
+            [[git]]
+            avatar = "ada"
+            repo = "https://example.org/ada/engine.git"
+            [[imap]]
+            avatar = "ada"
+            server = "imap.example.org"
+            user = "ada@example.org"
+            password_env = "ADA_PW"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.inbox[0].path, PathBuf::from("/drop/ada"));
+        assert_eq!(cfg.imap[0].folders, vec!["INBOX".to_string()]);
+        assert!(ConnectorsConfig::parse("").is_err());
+        let typo = ConnectorsConfig::parse("[[inbox]]\navatar='a'\npaht='/x'\n");
+        assert!(format!("{:#}", typo.unwrap_err()).contains("paht"));
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::default();
+        s.imap.insert("u@h:143/INBOX".into(), (7, 42));
+        s.git.insert("r".into(), "abc".into());
+        save_state(dir.path(), &s).unwrap();
+        assert_eq!(load_state(dir.path()).unwrap(), s);
+    }
+}

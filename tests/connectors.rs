@@ -1,0 +1,158 @@
+//! `avatar serve ingest`: the file-drop inbox and a git repository, polled with `--once`
+//! passes (embedded log). Only what is new since the last pass is read; a file that changes is
+//! read again; a new commit is ingested. (The IMAP connector is tested in tests/email.rs
+//! against Dovecot.)
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=Ada Lovelace",
+            "-c",
+            "user.email=ada@example.org",
+        ])
+        .args(args)
+        .output()
+        .expect("git is installed");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pass(data: &Path, config: &Path) -> String {
+    stdout(&ok(
+        data,
+        &[
+            "serve",
+            "ingest",
+            "--config",
+            config.to_str().unwrap(),
+            "--once",
+        ],
+    ))
+}
+
+fn count(data: &Path) -> usize {
+    json_lines(&ok(data, &["records", "--json"])).len()
+}
+
+#[test]
+fn inbox_and_git_connectors_read_only_what_is_new() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    let drop = tmp.path().join("drop");
+    std::fs::create_dir_all(drop.join("sub")).unwrap();
+    std::fs::copy(
+        samples().join("notes/tea-cake.txt"),
+        drop.join("tea-cake.txt"),
+    )
+    .unwrap();
+    std::fs::write(drop.join(".upload.part"), "half a file").unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    std::fs::write(
+        repo.join("engine.md"),
+        "# The engine\nIt weaves algebraic patterns.\n",
+    )
+    .unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "Notes on the engine"]);
+    let config = tmp.path().join("ingest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "interval = \"1s\"\n[[inbox]]\navatar = \"ada-lovelace\"\npath = {:?}\n[[git]]\navatar = \"ada-lovelace\"\nrepo = {:?}\n",
+            drop.display().to_string(),
+            repo.display().to_string()
+        ),
+    )
+    .unwrap();
+
+    let first = pass(&data, &config);
+    assert!(first.contains("1 new file(s)"), "{first}");
+    assert!(first.contains("1 new commit(s)"), "{first}");
+    let after_first = count(&data);
+    assert!(after_first >= 2);
+    let hits = stdout(&ok(&data, &["search", "algebraic patterns"]));
+    assert!(hits.contains("engine"), "the commit is searchable: {hits}");
+
+    // Nothing new: nothing read, nothing added.
+    let idle = pass(&data, &config);
+    assert!(idle.contains("0 new artifact(s)"), "{idle}");
+    assert!(
+        !idle.contains("inbox"),
+        "unchanged files are not read again: {idle}"
+    );
+    assert_eq!(count(&data), after_first);
+
+    // A new file, a changed file and a new commit.
+    std::fs::copy(
+        samples().join("notes/remedies.md"),
+        drop.join("sub/remedies.md"),
+    )
+    .unwrap();
+    std::fs::write(
+        drop.join("tea-cake.txt"),
+        "Tea cake, second version: more butter.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("loom.md"),
+        "Jacquard's loom weaves flowers and leaves.\n",
+    )
+    .unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "The loom"]);
+    let second = pass(&data, &config);
+    assert!(second.contains("2 new file(s)"), "{second}");
+    assert!(second.contains("1 new commit(s)"), "{second}");
+    assert!(count(&data) > after_first);
+    let hits = stdout(&ok(&data, &["search", "more butter"]));
+    assert!(
+        hits.contains("butter"),
+        "the changed file was read again: {hits}"
+    );
+    let state = std::fs::read_to_string(data.join("connectors/state.json")).unwrap();
+    assert!(
+        !state.contains(".upload.part"),
+        "hidden partial uploads are left alone"
+    );
+}
+
+#[test]
+fn a_bad_connectors_file_says_what_is_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    let config = tmp.path().join("ingest.toml");
+    std::fs::write(
+        &config,
+        "[[inbox]]\navatar = \"ada-lovelace\"\nfolder = \"/x\"\n",
+    )
+    .unwrap();
+    let out = cmd(&data)
+        .args([
+            "serve",
+            "ingest",
+            "--config",
+            config.to_str().unwrap(),
+            "--once",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("folder"), "names the unknown key: {err}");
+    assert_no_panic(&out);
+}
