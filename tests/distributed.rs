@@ -384,4 +384,19 @@ fn two_processors_share_the_partitions_and_agree_with_embedded() {
         assert_eq!(got.chunks, want.chunks, "{who}: chunk count");
         assert_eq!(got.dataset_sha, want.dataset_sha, "{who}: dataset bytes");
     }
+    // Replay for data teams: a partition copied out of Kafka into a new embedded version,
+    // and a consumer group moved back to the start.
+    let copy = tmp.path().join("replayed");
+    let mut c = av(&data, Some(&log));
+    c.args(["--avatar", "ada", "replay", "--into"]).arg(&copy);
+    run_ok(c, "replay from kafka");
+    assert_eq!(outcome(&copy, None, "ada").records, expected[0].records);
+    let mut c = av(&data, Some(&log));
+    c.args(["replay", "--reset-group", "analytics", "--from-offset", "0"]);
+    let out = run_ok(c, "replay --reset-group");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("-> offset 0")).count(),
+        4,
+        "{out}"
+    );
 }

@@ -81,3 +81,35 @@ fn replay_gives_identical_parquet_and_search_results() {
         "replay into a non-empty directory must refuse"
     );
 }
+
+/// `replay --from-offset` and `--since` copy only the later inputs: a new version of the stores
+/// that starts where the data team asks.
+#[test]
+fn replay_from_an_offset_or_a_time_keeps_only_later_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    ok(&data, &["ingest", samples().join("mail").to_str().unwrap()]);
+    let status: serde_json::Value =
+        serde_json::from_str(&stdout(&ok(&data, &["status", "--json"]))).unwrap();
+    let cut = status["log"]["end_offset"].as_u64().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let since = chrono::Utc::now().to_rfc3339();
+    ok(
+        &data,
+        &["ingest", samples().join("notes").to_str().unwrap()],
+    );
+    let all = json_lines(&ok(&data, &["records", "--json"]));
+    let notes = all.iter().filter(|r| r["format"] != "mbox").count();
+    assert!(notes > 0 && notes < all.len());
+    for (flag, value) in [("--from-offset", cut.to_string()), ("--since", since)] {
+        let copy = tmp.path().join(flag.trim_start_matches('-'));
+        ok(
+            &data,
+            &["replay", "--into", copy.to_str().unwrap(), flag, &value],
+        );
+        let got = json_lines(&ok(&copy, &["records", "--json"]));
+        assert_eq!(got.len(), notes, "{flag}: only the notes");
+        assert!(got.iter().all(|r| r["format"] != "mbox"), "{flag}");
+    }
+}

@@ -316,7 +316,23 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
             MemoryCommand::Add { text, title, by } => memory_add(ctx, &text, title, by),
             MemoryCommand::List { json } => memory_list(ctx, json),
         },
-        Command::Replay { into } => replay(ctx, &into),
+        Command::Replay {
+            into,
+            from_offset,
+            since,
+            reset_group,
+        } => {
+            let since = since
+                .map(|s| crate::serve::parse_date(&s, false))
+                .transpose()?;
+            match (into, reset_group) {
+                (_, Some(group)) => reset_consumer_group(ctx, &group, from_offset, since),
+                (Some(into), None) => replay(ctx, &into, from_offset, since),
+                (None, None) => {
+                    bail!("replay needs --into DIR (or --reset-group NAME on a Kafka log)")
+                }
+            }
+        }
         Command::Status { json } => status(ctx, json),
         Command::Identity { command, json } => match command {
             None => identity_list(ctx, json),
@@ -933,7 +949,33 @@ pub fn identity_link(ctx: &Ctx, aliases: &[String], person: bool) -> Result<()> 
     Ok(())
 }
 
-pub fn replay(ctx: &Ctx, into: &Path) -> Result<()> {
+/// Moves a consumer group's offsets on a Kafka log (a replay for consumers outside Avatar).
+fn reset_consumer_group(
+    ctx: &Ctx,
+    group: &str,
+    from_offset: Option<u64>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<()> {
+    let cfg = crate::distributed::kafka_config(ctx, "replay --reset-group")?;
+    let kafka = avatar_adapters::KafkaLog::connect(&cfg)?;
+    let to = match since {
+        Some(t) => avatar_adapters::ResetTo::TimeMs(t.timestamp_millis()),
+        None => avatar_adapters::ResetTo::Offset(from_offset.unwrap_or(0)),
+    };
+    for (p, at) in kafka.reset_checkpoint(group, to)? {
+        println!("group avatar.{group}: partition {p} -> offset {at}");
+    }
+    Ok(())
+}
+
+/// Copies the input events (all, or from an offset or a time on) of `ctx`'s log into a fresh
+/// embedded data directory and processes them there: a new version of every store.
+pub fn replay(
+    ctx: &Ctx,
+    into: &Path,
+    from_offset: Option<u64>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<()> {
     if into.exists() && std::fs::read_dir(into)?.next().is_some() {
         bail!(
             "{} is not empty: replay rebuilds into a fresh directory",
@@ -950,8 +992,17 @@ pub fn replay(ctx: &Ctx, into: &Path) -> Result<()> {
         next = last.offset + 1;
         let inputs: Vec<Envelope> = batch
             .into_iter()
+            .filter(|s| s.event.payload.is_input())
+            .filter(|s| {
+                let identity = matches!(
+                    s.event.payload,
+                    Payload::AvatarCreated(_) | Payload::AliasesLinked(_)
+                );
+                identity
+                    || (from_offset.is_none_or(|o| s.offset >= o)
+                        && since.is_none_or(|t| s.event.occurred_at >= t))
+            })
             .map(|s| s.event)
-            .filter(|e| e.payload.is_input())
             .collect();
         for e in &inputs {
             if let Payload::ArtifactReceived(a) = &e.payload {

@@ -268,7 +268,7 @@ fn run_in(root: &Path, quiet: bool, train_steps: usize) -> Result<()> {
 
     let replay_dir = root.join("replayed");
     step(&format!("avatar replay --into {}", replay_dir.display()));
-    commands::replay(&ctx, &replay_dir)?;
+    commands::replay(&ctx, &replay_dir, None, None)?;
     let app = crate::app::App::open(&ctx.data)?;
     let avatar = app.avatar(None)?;
     let original = std::fs::read(app.dataset_path(&avatar.avatar_id))?;

@@ -149,8 +149,19 @@ pub enum Command {
     /// Rebuild every store in a fresh data directory from this one's log.
     Replay {
         /// The new data directory (must not exist or be empty).
+        #[arg(long, required_unless_present = "reset_group")]
+        into: Option<PathBuf>,
+        /// Only inputs at or after this log offset (avatars and aliases are always kept).
+        #[arg(long, conflicts_with = "since")]
+        from_offset: Option<u64>,
+        /// Only inputs logged at or after this time (YYYY-MM-DD or RFC 3339).
         #[arg(long)]
-        into: PathBuf,
+        since: Option<String>,
+        /// Kafka log only: instead of copying, move consumer group `avatar.NAME`'s offsets on
+        /// every partition to --from-offset / --since (0 without either), so that consumer
+        /// (a data team's job, or a processor) reads again from there.
+        #[arg(long, value_name = "NAME", conflicts_with = "into")]
+        reset_group: Option<String>,
     },
     /// Counts per format, dead letters and log offsets.
     Status {
