@@ -286,3 +286,53 @@ fn chat_answers_each_line_until_an_empty_one() {
     assert_eq!(s.matches("Ada Lovelace> ").count(), 2, "{s}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not the person"));
 }
+
+/// `avatar serve trainer` (issue 7): trains when enough is new, not again when nothing is,
+/// and again when `forget` made the model stale; each run is a TrainResult event.
+#[test]
+fn the_trainer_service_trains_when_due_and_only_then() {
+    if base_model().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = demo_data(dir.path());
+    let pass = || {
+        stdout(&ok(
+            &data,
+            &[
+                "serve",
+                "trainer",
+                "--once",
+                "--min-new",
+                "5",
+                "--steps",
+                "1",
+                "--seq-len",
+                "64",
+            ],
+        ))
+    };
+    let first = pass();
+    assert!(
+        first.contains("new record(s) by the person") && first.contains("1 model(s) trained"),
+        "{first}"
+    );
+    let idle = pass();
+    assert!(idle.contains("0 model(s) trained"), "{idle}");
+    let mine = json_lines(&ok(&data, &["records", "--json"]))
+        .into_iter()
+        .find(|r| r["author_is_person"] == true)
+        .unwrap();
+    ok(&data, &["forget", "--record", mine["id"].as_str().unwrap()]);
+    let after_forget = pass();
+    assert!(
+        after_forget.contains("stale") && after_forget.contains("1 model(s) trained"),
+        "{after_forget}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&stdout(&ok(&data, &["status", "--json"]))).unwrap();
+    assert_eq!(
+        status["log"]["events_by_kind"]["train.results"], 2,
+        "{status}"
+    );
+}

@@ -345,6 +345,9 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
             command: ServeCommand::Query { addr, base },
         } => serve(ctx, ctx.open()?, addr, base),
         Command::Serve {
+            command: ServeCommand::Trainer(args),
+        } => crate::trainer_service::serve_trainer(ctx, &args),
+        Command::Serve {
             command: ServeCommand::Ingest(args),
         } => crate::connectors::serve_ingest(ctx, &args),
         Command::Serve {

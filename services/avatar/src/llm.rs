@@ -183,7 +183,7 @@ pub fn dataset_build(
     keep_pii: bool,
     redact_names: bool,
 ) -> Result<()> {
-    let app = App::open(&ctx.data)?;
+    let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     // Token budgets are counted with the base model's tokenizer when it is installed.
     let model = match load_base(base, true) {
@@ -243,7 +243,7 @@ pub fn dataset_show(
     split: Option<String>,
     limit: Option<usize>,
 ) -> Result<()> {
-    let app = App::open(&ctx.data)?;
+    let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let path = sft_path(&app.dir, &avatar.avatar_id);
     let examples = if path.is_file() {
@@ -305,7 +305,7 @@ pub struct TrainArgs {
 }
 
 pub fn train_llm(ctx: &Ctx, a: &TrainArgs) -> Result<()> {
-    let app = App::open(&ctx.data)?;
+    let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let base = load_base(a.base.as_deref(), ctx.quiet)?;
     let opts = BuildOptions::last(&app.dir, &avatar.avatar_id);
@@ -394,7 +394,7 @@ pub fn train_llm(ctx: &Ctx, a: &TrainArgs) -> Result<()> {
 }
 
 pub fn eval_llm(ctx: &Ctx, base: Option<&str>, samples: usize, as_json: bool) -> Result<()> {
-    let app = App::open(&ctx.data)?;
+    let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let model = load_base(base, ctx.quiet)?;
     let opts = BuildOptions::last(&app.dir, &avatar.avatar_id);
@@ -613,7 +613,7 @@ fn answer(
 }
 
 pub fn ask(ctx: &Ctx, question: &str, a: &AskArgs) -> Result<()> {
-    let app = App::open(&ctx.data)?;
+    let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let base = load_base(a.base.as_deref(), true)?;
     let (model, finetuned) =
@@ -653,7 +653,7 @@ pub fn ask(ctx: &Ctx, question: &str, a: &AskArgs) -> Result<()> {
 }
 
 pub fn chat(ctx: &Ctx, a: &AskArgs) -> Result<()> {
-    let app = App::open(&ctx.data)?;
+    let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let base = load_base(a.base.as_deref(), true)?;
     let (model, _) = answering_model(&app.dir, &avatar.avatar_id, &base, ctx.quiet)?;
@@ -710,7 +710,7 @@ pub fn export_llm(
     }
     let dtype: avatar_llm::export::GgufDType =
         dtype.parse().map_err(|e| anyhow::anyhow!("--dtype: {e}"))?;
-    let app = App::open(&ctx.data)?;
+    let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let model_base = load_base(base, ctx.quiet)?;
     let (model, _) = avatar_trainer::load_finetuned(

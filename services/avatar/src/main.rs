@@ -12,6 +12,7 @@ mod llm;
 mod privacy;
 mod semantic;
 mod serve;
+mod trainer_service;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -357,6 +358,13 @@ pub enum ServeCommand {
     ///   folders = ["INBOX", "Sent"]
     #[command(verbatim_doc_comment)]
     Ingest(crate::connectors::IngestArgs),
+    /// Retrain personal models when they are due: enough new records by the person
+    /// (--min-new), a forget that made the model stale, or a schedule (--every). One run per
+    /// avatar at a time; each run is a TrainResult event. Training needs the base model.
+    ///
+    /// Example: avatar serve trainer --min-new 200 --every 24h
+    #[command(verbatim_doc_comment)]
+    Trainer(crate::trainer_service::TrainerArgs),
 }
 
 /// What `avatar forget` removes and how.
