@@ -34,7 +34,7 @@ fn pass(data: &Path, config: &Path) -> String {
         &[
             "serve",
             "ingest",
-            "--config",
+            "--connectors",
             config.to_str().unwrap(),
             "--once",
         ],
@@ -145,7 +145,7 @@ fn a_bad_connectors_file_says_what_is_wrong() {
         .args([
             "serve",
             "ingest",
-            "--config",
+            "--connectors",
             config.to_str().unwrap(),
             "--once",
         ])
@@ -155,4 +155,74 @@ fn a_bad_connectors_file_says_what_is_wrong() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("folder"), "names the unknown key: {err}");
     assert_no_panic(&out);
+}
+
+/// The services' config file: `--config FILE` sets the flags' defaults; the environment and
+/// the flags win over it.
+#[test]
+fn the_config_file_feeds_the_flags_and_the_environment_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    let drop = tmp.path().join("drop");
+    std::fs::create_dir_all(&drop).unwrap();
+    std::fs::copy(
+        samples().join("notes/tea-cake.txt"),
+        drop.join("tea-cake.txt"),
+    )
+    .unwrap();
+    let connectors = tmp.path().join("connectors.toml");
+    std::fs::write(
+        &connectors,
+        format!(
+            "[[inbox]]\navatar = \"ada-lovelace\"\npath = {:?}\n",
+            drop.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = tmp.path().join("avatar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data = {:?}\n[ingest]\nconnectors = {:?}\n",
+            tmp.path().join("elsewhere").display().to_string(),
+            connectors.display().to_string()
+        ),
+    )
+    .unwrap();
+    // --data (a flag) wins over the file's `data`; [ingest] connectors feeds --connectors.
+    let out = ok(
+        &data,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "serve",
+            "ingest",
+            "--once",
+        ],
+    );
+    assert!(stdout(&out).contains("1 new file(s)"), "{}", stdout(&out));
+    assert!(!tmp.path().join("elsewhere").exists());
+    // The environment wins over the file.
+    let bad = cmd(&data)
+        .env("AVATAR_INGEST_CONNECTORS", tmp.path().join("missing.toml"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "serve",
+            "ingest",
+            "--once",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.toml"));
+    // A typo in the file is named.
+    std::fs::write(&config, "[procesor]\ngroup = \"x\"\n").unwrap();
+    let typo = cmd(&data)
+        .args(["--config", config.to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    assert!(!typo.status.success());
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("procesor"));
 }

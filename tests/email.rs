@@ -349,7 +349,7 @@ fn serve_ingest_reads_new_mail_by_uid() {
             &[
                 "serve",
                 "ingest",
-                "--config",
+                "--connectors",
                 config.to_str().unwrap(),
                 "--once",
             ],

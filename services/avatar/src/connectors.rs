@@ -22,8 +22,8 @@ use std::time::{Duration, UNIX_EPOCH};
 #[derive(clap::Args, Debug)]
 pub struct IngestArgs {
     /// The connectors file (TOML; see the example in `avatar serve ingest --help`).
-    #[arg(long, env = "AVATAR_CONNECTORS")]
-    pub config: PathBuf,
+    #[arg(long, env = "AVATAR_INGEST_CONNECTORS")]
+    pub connectors: PathBuf,
     /// One pass over every connector, then exit (for cron and tests).
     #[arg(long)]
     pub once: bool,
@@ -370,10 +370,14 @@ fn imap_pass(
 }
 
 pub fn serve_ingest(ctx: &Ctx, args: &IngestArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("cannot read {}", args.config.display()))?;
-    let cfg = ConnectorsConfig::parse(&text)
-        .with_context(|| format!("{} is not a valid connectors file", args.config.display()))?;
+    let text = std::fs::read_to_string(&args.connectors)
+        .with_context(|| format!("cannot read {}", args.connectors.display()))?;
+    let cfg = ConnectorsConfig::parse(&text).with_context(|| {
+        format!(
+            "{} is not a valid connectors file",
+            args.connectors.display()
+        )
+    })?;
     let interval = cfg.interval()?;
     let stop = avatar_email::shutdown_flag();
     loop {

@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 #[derive(clap::Args, Debug)]
 pub struct ProcessorArgs {
     /// Consumer group to join (instances with the same group share the partitions).
-    #[arg(long, default_value = "processor")]
+    #[arg(long, default_value = "processor", env = "AVATAR_PROCESSOR_GROUP")]
     pub group: String,
     /// Serve GET /healthz and GET /metrics (Prometheus text) on this address.
-    #[arg(long)]
+    #[arg(long, env = "AVATAR_PROCESSOR_HEALTH")]
     pub health: Option<SocketAddr>,
     /// How long to wait between looks at the log when there is nothing to do.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, env = "AVATAR_PROCESSOR_INTERVAL")]
     pub interval: Duration,
     /// Stop once every partition this instance owns is caught up (for scripts and tests).
     #[arg(long)]

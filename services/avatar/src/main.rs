@@ -3,6 +3,7 @@
 
 mod app;
 mod commands;
+mod config;
 mod connectors;
 mod demo;
 mod distributed;
@@ -55,6 +56,11 @@ pub struct Cli {
     /// No progress bars (they are hidden anyway when stderr is not a terminal).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+
+    /// A TOML file with the services' settings (data, log, and [processor], [trainer], [query],
+    /// [ingest] tables of their flags); the environment and flags win over it.
+    #[arg(long, global = true, env = "AVATAR_CONFIG")]
+    pub config: Option<PathBuf>,
 
     /// Key of a sealed (encrypted) data directory: a file holding a passphrase or 64 hex
     /// digits. Also AVATAR_KEY_FILE, or the key itself in AVATAR_KEY.
@@ -316,9 +322,9 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8377";
 pub enum ServeCommand {
     /// The query API and web UI (no log processing; run `avatar up` for everything).
     Query {
-        #[arg(long, default_value = DEFAULT_ADDR)]
+        #[arg(long, default_value = DEFAULT_ADDR, env = "AVATAR_QUERY_ADDR")]
         addr: std::net::SocketAddr,
-        #[arg(long)]
+        #[arg(long, env = "AVATAR_QUERY_BASE")]
         base: Option<String>,
     },
     /// Answer questions mailed to the avatar's address: read new mail over IMAP, reply over
@@ -341,7 +347,7 @@ pub enum ServeCommand {
     /// every interval; only what is new since the last pass is read (positions are kept in
     /// DIR/connectors/state.json). With a Kafka log it only emits; embedded, it also processes.
     ///
-    /// Example connectors file (avatar serve ingest --config ingest.toml):
+    /// Example connectors file (avatar serve ingest --connectors ingest.toml):
     ///
     ///   interval = "60s"            # AVATAR_INGEST_INTERVAL overrides
     ///   [[inbox]]
@@ -590,6 +596,11 @@ pub enum MemoryCommand {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(e) = config::apply(&args) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

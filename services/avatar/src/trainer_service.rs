@@ -19,22 +19,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct TrainerArgs {
     /// Train when at least this many new records written by the person arrived since the
     /// last run (the first run needs this many in all).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, env = "AVATAR_TRAINER_MIN_NEW")]
     pub min_new: usize,
     /// Also retrain after this long when anything new arrived (e.g. 24h); off by default.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_duration, env = "AVATAR_TRAINER_EVERY")]
     pub every: Option<Duration>,
     /// How often to look.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "AVATAR_TRAINER_INTERVAL")]
     pub interval: Duration,
     /// Optimiser steps per run (the other settings are `avatar train llm`'s defaults).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, env = "AVATAR_TRAINER_STEPS")]
     pub steps: usize,
     /// Tokens per packed training row.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, env = "AVATAR_TRAINER_SEQ_LEN")]
     pub seq_len: usize,
     /// Base model (GGUF file or folder; default: the installed demo model).
-    #[arg(long)]
+    #[arg(long, env = "AVATAR_TRAINER_BASE")]
     pub base: Option<String>,
     /// One look at every avatar (training those due), then exit.
     #[arg(long)]
