@@ -104,3 +104,31 @@ fn vector_and_hybrid_search_on_the_demo_corpus() {
         }
     }
 }
+
+/// With AVATAR_QDRANT_URL the vectors go to a Qdrant server; one that cannot be reached is a
+/// readable error naming it (the server suite itself runs with infra/qdrant.sh).
+#[test]
+fn an_unreachable_qdrant_server_is_a_clear_error() {
+    let Some(model) = embed_model() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // bound, then dropped: nothing listens there
+    let out = cmd(&data)
+        .env("AVATAR_EMBED_MODEL", &model)
+        .env("AVATAR_QDRANT_URL", format!("http://127.0.0.1:{port}"))
+        .args(["search", "engine"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Qdrant server") && err.contains(&port.to_string()),
+        "{err}"
+    );
+    assert_no_panic(&out);
+}

@@ -235,7 +235,7 @@ impl App {
             records: &self.records,
             index: &self.index,
             semantic: self.semantic.as_ref().map(|s| avatar_processor::Semantic {
-                store: &s.store,
+                store: s.store.as_ref(),
                 embedder: &s.embedder,
                 chunking: avatar_text::chunk::ChunkConfig::default(),
             }),

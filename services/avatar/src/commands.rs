@@ -6,7 +6,7 @@ use crate::{
     MemoryCommand, PrivacyCommand, ServeCommand, TokenCommand, TrainCommand,
 };
 use anyhow::{bail, Context, Result};
-use avatar_runtime::{BlobStore, EventLog, RecordStore, SearchIndex, VectorStore};
+use avatar_runtime::{BlobStore, EventLog, RecordStore, SearchIndex};
 use avatar_schemas::{AvatarCreated, Envelope, Payload, Record, RecordKind};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;

@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::commands::Ctx;
 use anyhow::{bail, Context, Result};
 use avatar_adapters::{KafkaConfig, KafkaLog};
-use avatar_runtime::{EventLog, RecordStore, VectorStore};
+use avatar_runtime::{EventLog, RecordStore};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};

@@ -9,9 +9,7 @@ use crate::app::App;
 use anyhow::{bail, Context, Result};
 use avatar_adapters::EdgeVectorStore;
 use avatar_retrieve::{Bm25Hit, Candidates, Cited, FusionConfig, Mode, VectorHit};
-use avatar_runtime::{
-    RecordStore, SearchIndex, StoreError, TextEmbedder, VectorFilter, VectorStore,
-};
+use avatar_runtime::{RecordStore, SearchIndex, StoreError, TextEmbedder, VectorFilter};
 use avatar_schemas::{Record, RecordKind};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -41,7 +39,8 @@ impl TextEmbedder for CandleEmbedder {
 /// The embedder and its vector store, when a model is installed.
 pub struct SemanticParts {
     pub embedder: CandleEmbedder,
-    pub store: EdgeVectorStore,
+    /// qdrant-edge in the data directory, or a Qdrant server collection (AVATAR_QDRANT_URL).
+    pub store: Box<dyn avatar_runtime::VectorStore>,
     /// Record-level embeddings for reranking, by record id: a record's text never changes
     /// under its id, and an `eval` or a chat asks about the same records again and again.
     record_vectors: Mutex<HashMap<String, Vec<f32>>>,
@@ -116,15 +115,51 @@ pub fn open(data: &Path) -> Result<Option<Arc<SemanticParts>>> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
-    let store_dir = data.join("vectors").join(name);
-    std::fs::create_dir_all(&store_dir)?;
-    let store = EdgeVectorStore::open(&store_dir, embedder.dim())
-        .with_context(|| format!("cannot open the vector store in {}", store_dir.display()))?;
+    let store: Box<dyn avatar_runtime::VectorStore> = match std::env::var("AVATAR_QDRANT_URL") {
+        Ok(url) if !url.is_empty() => {
+            // One collection per data directory (or Kafka partition) and model: the store's
+            // checkpoint is per collection, like the embedded store's is per folder.
+            let collection = collection_name(data, &name);
+            Box::new(
+                avatar_adapters::QdrantServerStore::connect(&url, &collection, embedder.dim())
+                    .with_context(|| {
+                        format!("cannot open collection {collection} on the Qdrant server {url}")
+                    })?,
+            )
+        }
+        _ => {
+            let store_dir = data.join("vectors").join(name);
+            std::fs::create_dir_all(&store_dir)?;
+            Box::new(
+                EdgeVectorStore::open(&store_dir, embedder.dim()).with_context(|| {
+                    format!("cannot open the vector store in {}", store_dir.display())
+                })?,
+            )
+        }
+    };
     Ok(Some(Arc::new(SemanticParts {
         embedder: CandleEmbedder(embedder),
         store,
         record_vectors: Mutex::new(HashMap::new()),
     })))
+}
+
+/// The Qdrant collection of a store folder: `avatar_` + a short hash of the folder's absolute
+/// path + the model, so two data directories (or partitions) never share a checkpoint.
+pub fn collection_name(store_dir: &Path, model: &str) -> String {
+    let abs = std::fs::canonicalize(store_dir).unwrap_or_else(|_| store_dir.to_path_buf());
+    let h = avatar_runtime::sha256_hex(abs.to_string_lossy().as_bytes());
+    let model: String = model
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("avatar_{}_{model}", &h[..12])
 }
 
 /// Search filters, applied in the store queries.
@@ -401,4 +436,19 @@ pub fn search_with<G: std::ops::Deref<Target = App>>(
             Some(Hit { cited: c, record })
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collections_differ_per_folder_and_are_valid_names() {
+        let a = collection_name(Path::new("/srv/a"), "all-MiniLM-L6-v2");
+        let b = collection_name(Path::new("/srv/b"), "all-MiniLM-L6-v2");
+        assert_ne!(a, b);
+        assert_eq!(a, collection_name(Path::new("/srv/a"), "all-MiniLM-L6-v2"));
+        assert!(a.starts_with("avatar_") && a.ends_with("_all_minilm_l6_v2"));
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    }
 }
