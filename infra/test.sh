@@ -31,8 +31,12 @@ echo "== deployment files"
 LINT_PY=python3
 if ! python3 -c 'import yaml' 2>/dev/null; then
   LINT_VENV="$HOME/.cache/avatar/lint-venv"
-  [ -x "$LINT_VENV/bin/python" ] || { python3 -m venv "$LINT_VENV" && "$LINT_VENV/bin/pip" install -q pyyaml; }
-  LINT_PY="$LINT_VENV/bin/python"
+  if [ -x "$LINT_VENV/bin/python" ] || { python3 -m venv "$LINT_VENV" && "$LINT_VENV/bin/pip" install -q pyyaml; }; then
+    LINT_PY="$LINT_VENV/bin/python"
+  else
+    # No venv module on this Python: a user install instead.
+    python3 -m pip install -q --user pyyaml || python3 -m pip install -q --user --break-system-packages pyyaml
+  fi
 fi
 "$LINT_PY" infra/deploy/lint.py "$CARGO_TARGET_DIR/debug/avatar"
 
