@@ -102,6 +102,17 @@ impl AppLog {
     }
 }
 
+/// Whether a command opens the vector store (which, embedded, one process holds at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vectors {
+    /// It must: the processor that owns the partition, and every embedded command.
+    Own,
+    /// When it is free; else words-only search with a note (a reader beside a processor).
+    IfFree,
+    /// Never: commands that only emit events, so they cannot keep it from its owner.
+    Skip,
+}
+
 pub struct App {
     /// The data directory: blobs, datasets, models, tokens.
     pub dir: PathBuf,
@@ -122,15 +133,15 @@ impl App {
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         let log = SqliteEventLog::open(&dir.join("log.db"))
             .with_context(|| format!("cannot open the event log in {}", dir.display()))?;
-        Self::open_with(dir, dir, AppLog::Sqlite(log), false)
+        Self::open_with(dir, dir, AppLog::Sqlite(log), Vectors::Own)
     }
 
     /// Opens the stores of one Kafka partition (the one holding the avatar worked on). The
-    /// processor that owns the partition holds its vector store (one process at a time); with
-    /// `owner` false a busy vector store is skipped with a warning (search by words only).
-    pub fn open_kafka(dir: &Path, log: KafkaPartitionLog, owner: bool) -> Result<App> {
+    /// processor that owns the partition holds its embedded vector store (one process at a
+    /// time): see [`Vectors`].
+    pub fn open_kafka(dir: &Path, log: KafkaPartitionLog, vectors: Vectors) -> Result<App> {
         let store_dir = Self::partition_dir(dir, &log);
-        Self::open_with(dir, &store_dir, AppLog::Kafka(log), !owner)
+        Self::open_with(dir, &store_dir, AppLog::Kafka(log), vectors)
     }
 
     /// The folder of a Kafka partition's stores.
@@ -140,7 +151,7 @@ impl App {
             .join(format!("p{}", log.partition()))
     }
 
-    fn open_with(dir: &Path, store_dir: &Path, log: AppLog, vectors_optional: bool) -> Result<App> {
+    fn open_with(dir: &Path, store_dir: &Path, log: AppLog, vectors: Vectors) -> Result<App> {
         std::fs::create_dir_all(store_dir)
             .with_context(|| format!("cannot create data directory {}", store_dir.display()))?;
         let open_err = |what: &str| format!("cannot open the {what} in {}", store_dir.display());
@@ -150,9 +161,13 @@ impl App {
             .with_context(|| open_err("record store"))?;
         let index =
             TantivyIndex::open(&store_dir.join("index")).with_context(|| open_err("index"))?;
-        let semantic = match crate::semantic::open(store_dir) {
+        let opened = match vectors {
+            Vectors::Skip => Ok(None),
+            Vectors::Own | Vectors::IfFree => crate::semantic::open(store_dir),
+        };
+        let semantic = match opened {
             Ok(s) => s,
-            Err(e) if vectors_optional => {
+            Err(e) if vectors == Vectors::IfFree => {
                 eprintln!(
                     "note: vector store not opened ({e:#}); a running processor owns it, so this \
                      command works without it"

@@ -444,6 +444,16 @@ impl Ctx {
 
     /// Opens the stores that hold `avatar` (with a Kafka log: its partition's).
     pub fn open_for(&self, avatar: &str) -> Result<App> {
+        self.open_for_with(avatar, crate::app::Vectors::IfFree)
+    }
+
+    /// [`Ctx::open_for`] for commands that only emit events: with a Kafka log they leave the
+    /// partition's vector store to the processor that owns it.
+    pub fn open_for_emit(&self, avatar: &str) -> Result<App> {
+        self.open_for_with(avatar, crate::app::Vectors::Skip)
+    }
+
+    fn open_for_with(&self, avatar: &str, vectors: crate::app::Vectors) -> Result<App> {
         match &self.log {
             None => App::open(&self.data),
             Some(cfg) => {
@@ -451,7 +461,7 @@ impl Ctx {
                 App::open_kafka(
                     &self.data,
                     kafka.partition(kafka.partition_of(avatar))?,
-                    false,
+                    vectors,
                 )
             }
         }
@@ -532,7 +542,10 @@ pub fn ingest(
     paths: &[PathBuf],
     format: Option<String>,
 ) -> Result<avatar_processor::Report> {
-    let app = ctx.open()?;
+    let app = match (&ctx.log, &ctx.avatar) {
+        (Some(_), Some(a)) => ctx.open_for_emit(a)?,
+        _ => ctx.open()?,
+    };
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let opts = avatar_ingest::IngestOptions {
         format_hint: format,

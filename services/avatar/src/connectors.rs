@@ -199,7 +199,7 @@ pub fn pass(ctx: &Ctx, cfg: &ConnectorsConfig) -> Result<PassReport> {
         if fresh.is_empty() {
             continue;
         }
-        let app = ctx.open_for(&inbox.avatar)?;
+        let app = ctx.open_for_emit(&inbox.avatar)?;
         app.avatar(Some(&inbox.avatar))?;
         let paths: Vec<PathBuf> = fresh.iter().map(|(f, _)| f.clone()).collect();
         let r = avatar_ingest::ingest_paths(
@@ -225,7 +225,7 @@ pub fn pass(ctx: &Ctx, cfg: &ConnectorsConfig) -> Result<PassReport> {
         save_state(&ctx.data, &state)?;
     }
     for g in &cfg.git {
-        let app = ctx.open_for(&g.avatar)?;
+        let app = ctx.open_for_emit(&g.avatar)?;
         app.avatar(Some(&g.avatar))?;
         let repo = if crate::commands::is_remote_repo(Path::new(&g.repo)) {
             crate::commands::clone_or_fetch(&app.dir, &g.repo)?
@@ -319,7 +319,7 @@ fn imap_pass(
         timeout: Duration::from_secs(60),
     };
     let mut store = avatar_email::ImapStore::connect(&cfg)?;
-    let app = ctx.open_for(&m.avatar)?;
+    let app = ctx.open_for_emit(&m.avatar)?;
     app.avatar(Some(&m.avatar))?;
     let mut total = 0;
     for folder in &m.folders {

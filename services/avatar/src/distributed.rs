@@ -156,7 +156,7 @@ fn open_partition(ctx: &Ctx, kafka: &Arc<KafkaLog>, p: i32) -> Result<Option<Own
         Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
         Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
     }
-    let app = App::open_kafka(&ctx.data, log, true)?;
+    let app = App::open_kafka(&ctx.data, log, crate::app::Vectors::Own)?;
     Ok(Some(Owned { app, _lock: lock }))
 }
 
