@@ -39,11 +39,11 @@
 //!   which would more than double this crate's build; the error says to `git clone` first.
 
 use crate::paths::percent_encode;
-use crate::{IngestError, IngestOptions, IngestReport, Run, BATCH};
+use crate::{IngestError, IngestOptions, IngestReport, Run};
 use gix::bstr::ByteSlice;
 use gix::ObjectId;
 use similar::TextDiff;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -137,16 +137,7 @@ pub fn ingest_git(
         format_hint: Some(GIT_FORMAT.to_string()),
         ..IngestOptions::default()
     };
-    let mut run = Run {
-        log,
-        blobs,
-        avatar,
-        opts: &opts,
-        report: IngestReport::default(),
-        pending: Vec::with_capacity(BATCH),
-        refused: Vec::new(),
-        seen: HashSet::new(),
-    };
+    let mut run = Run::new(log, blobs, avatar, &opts);
     let shown = canonical.display().to_string();
     let head = match repository.head_id() {
         Ok(id) => id,

@@ -154,7 +154,26 @@ pub(crate) struct Run<'a> {
     seen: HashSet<String>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// A run that appends to `log` and stores bytes in `blobs`, on behalf of `avatar`.
+    pub(crate) fn new(
+        log: &'a dyn EventLog,
+        blobs: &'a dyn BlobStore,
+        avatar: &'a str,
+        opts: &'a IngestOptions,
+    ) -> Run<'a> {
+        Run {
+            log,
+            blobs,
+            avatar,
+            opts,
+            report: IngestReport::default(),
+            pending: Vec::with_capacity(BATCH),
+            refused: Vec::new(),
+            seen: HashSet::new(),
+        }
+    }
+
     /// Refuses one input (a bomb entry, a traversal path, an unreadable file): listed in the
     /// report and kept in the log as a dead letter, so `avatar status` shows it later too.
     pub(crate) fn reject(&mut self, name: &str, reason: impl Into<String>) {
@@ -412,16 +431,7 @@ pub fn ingest_paths(
             }
         }
     }
-    let mut run = Run {
-        log,
-        blobs,
-        avatar,
-        opts,
-        report: IngestReport::default(),
-        pending: Vec::with_capacity(BATCH),
-        refused: Vec::new(),
-        seen: HashSet::new(),
-    };
+    let mut run = Run::new(log, blobs, avatar, opts);
     let found = bundle::group(run.collect(paths));
     let total = found.len();
     let mut outcome = Ok(());
@@ -456,16 +466,7 @@ pub fn ingest_bytes(
 ) -> Result<IngestReport, IngestError> {
     check_avatar(avatar)?;
     let opts = IngestOptions::default();
-    let mut run = Run {
-        log,
-        blobs,
-        avatar,
-        opts: &opts,
-        report: IngestReport::default(),
-        pending: Vec::new(),
-        refused: Vec::new(),
-        seen: HashSet::new(),
-    };
+    let mut run = Run::new(log, blobs, avatar, &opts);
     if bytes.len() as u64 > opts.max_file_bytes {
         run.reject(name, format!("{} bytes is over the limit", bytes.len()));
     } else {

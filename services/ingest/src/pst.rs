@@ -246,7 +246,6 @@ mod tests {
     use crate::{ingest_paths, IngestOptions, IngestReport};
     use avatar_runtime::{BlobStore, EventLog, MemoryBlobStore, MemoryEventLog};
     use avatar_schemas::{ArtifactReceived, Payload};
-    use std::collections::HashSet;
     use std::fs;
 
     fn artifacts(log: &dyn EventLog) -> Vec<(String, ArtifactReceived)> {
@@ -272,16 +271,7 @@ mod tests {
         let canonical = fs::canonicalize(pst).unwrap();
         let uri = crate::file_uri(&canonical);
         let shown = canonical.display().to_string();
-        let mut run = Run {
-            log,
-            blobs,
-            avatar: "ada",
-            opts,
-            report: IngestReport::default(),
-            pending: Vec::new(),
-            refused: Vec::new(),
-            seen: HashSet::new(),
-        };
+        let mut run = Run::new(log, blobs, "ada", opts);
         run.ingest_pst_with(program, &canonical, &uri, &shown, "mail.pst", &bytes)
             .unwrap();
         run.flush().unwrap();
