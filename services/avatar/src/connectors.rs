@@ -123,24 +123,11 @@ fn state_path(data: &Path) -> PathBuf {
 }
 
 fn load_state(data: &Path) -> Result<State> {
-    let p = state_path(data);
-    match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b)
-            .with_context(|| format!("{} is damaged; delete it to start over", p.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
-    }
+    crate::json_file::read_or_default(&state_path(data))
 }
 
 fn save_state(data: &Path, s: &State) -> Result<()> {
-    let p = state_path(data);
-    if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    let tmp = p.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(s)?)?;
-    std::fs::rename(&tmp, &p)?;
-    Ok(())
+    crate::json_file::write_atomic(&state_path(data), s)
 }
 
 /// What one pass found, per connector.

@@ -168,11 +168,7 @@ fn build(
     let file = avatar_dataset::write_parquet(&built.examples, file)?;
     file.sync_all()?;
     std::fs::rename(&tmp, &path)?;
-    let report_path = privacy_path(&app.dir, id);
-    let tmp = report_path.with_extension("json.part");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&built.privacy)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &report_path)?;
+    crate::json_file::write_atomic(&privacy_path(&app.dir, id), &built.privacy)?;
     Ok((built.examples, built.privacy))
 }
 

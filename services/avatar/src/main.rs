@@ -9,6 +9,7 @@ mod demo;
 mod distributed;
 mod email;
 mod forget;
+mod json_file;
 mod llm;
 mod privacy;
 mod semantic;

@@ -88,14 +88,7 @@ pub fn load_card(data: &Path, avatar: &AvatarCreated) -> Result<PersonaCard> {
 /// Writes the card atomically (a crash leaves the old card or the new one).
 pub fn save_card(data: &Path, avatar: &str, card: &PersonaCard) -> Result<PathBuf> {
     let path = card_path(data, avatar);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let tmp = path.with_extension("json.part");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(card)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    crate::json_file::write_atomic(&path, card)?;
     Ok(path)
 }
 

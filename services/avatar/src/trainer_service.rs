@@ -55,22 +55,11 @@ fn state_path(data: &Path) -> PathBuf {
 }
 
 fn load(data: &Path) -> Result<BTreeMap<String, Seen>> {
-    match std::fs::read(state_path(data)) {
-        Ok(b) => Ok(serde_json::from_slice(&b).context("trainer/state.json is damaged")?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(e.into()),
-    }
+    crate::json_file::read_or_default(&state_path(data))
 }
 
 fn save(data: &Path, s: &BTreeMap<String, Seen>) -> Result<()> {
-    let p = state_path(data);
-    if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    let tmp = p.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(s)?)?;
-    std::fs::rename(tmp, p)?;
-    Ok(())
+    crate::json_file::write_atomic(&state_path(data), s)
 }
 
 fn now() -> u64 {
