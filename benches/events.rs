@@ -9,11 +9,13 @@
 //! the log path, not the embedding model (its own bench is `cargo bench -p avatar-embed`).
 //! The clock runs from the first `avatar ingest` to the moment every partition is caught up.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../tests/common/kafka.rs"]
+mod kafka;
+use kafka::{free_port, metric, Broker};
 
 const AVATARS: usize = 8;
 
@@ -36,13 +38,6 @@ fn run(mut c: Command) {
     if !out.status.success() {
         panic!("{:?} failed: {}", c, String::from_utf8_lossy(&out.stderr));
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn corpus(root: &Path, files: usize) -> Vec<PathBuf> {
@@ -105,16 +100,6 @@ fn ingest_all(data: &Path, log: Option<&str>, dirs: &[PathBuf]) {
     }
 }
 
-fn metric(port: u16, name: &str) -> Option<u64> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 struct Kill(Vec<Child>);
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -138,29 +123,9 @@ fn tansu() -> Option<PathBuf> {
 /// Seconds for the Kafka run with `n` processors (the same events as the SQLite run: identity,
 /// artifacts, records).
 fn kafka_run(tansu: &Path, root: &Path, dirs: &[PathBuf], files: usize, n: usize) -> f64 {
-    let bdir = root.join(format!("broker{n}"));
-    std::fs::create_dir_all(&bdir).expect("broker dir");
-    let port = free_port();
-    let listen = format!("tcp://127.0.0.1:{port}");
-    let broker = Command::new(tansu)
-        .current_dir(&bdir)
-        .args([
-            "broker",
-            "--listener-url",
-            &listen,
-            "--advertised-listener-url",
-            &listen,
-        ])
-        .args(["--storage-engine", "sqlite://tansu.db"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tansu");
-    let mut guard = Kill(vec![broker]);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let log = format!("kafka://127.0.0.1:{port}/bench?partitions=8");
+    let broker = Broker::start(tansu, &root.join(format!("broker{n}")));
+    let mut guard = Kill(Vec::new());
+    let log = broker.url("bench", 8);
     let data = root.join(format!("kafka{n}"));
     init_all(&data, Some(&log));
     let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -205,6 +170,7 @@ fn kafka_run(tansu: &Path, root: &Path, dirs: &[PathBuf], files: usize, n: usize
     }
     let secs = t.elapsed().as_secs_f64();
     drop(guard);
+    drop(broker);
     secs
 }
 

@@ -267,43 +267,37 @@ fn a_git_repository_is_ingested_commit_by_commit() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("engine");
     std::fs::create_dir_all(&repo).unwrap();
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .current_dir(&repo)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    git(&["init", "-q"]);
+    git(&repo, &["init", "-q"]);
     std::fs::write(repo.join("note_g.py"), "def bernoulli(n):\n    return n\n").unwrap();
-    git(&["add", "."]);
-    git(&[
-        "-c",
-        "user.name=Ada Lovelace",
-        "-c",
-        "user.email=ada@example.org",
-        "commit",
-        "-q",
-        "-m",
-        "Compute the Bernoulli numbers",
-    ]);
+    git(&repo, &["add", "."]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=Ada Lovelace",
+            "-c",
+            "user.email=ada@example.org",
+            "commit",
+            "-q",
+            "-m",
+            "Compute the Bernoulli numbers",
+        ],
+    );
     std::fs::write(repo.join("mill.py"), "def mill():\n    pass\n").unwrap();
-    git(&["add", "."]);
-    git(&[
-        "-c",
-        "user.name=Charles Babbage",
-        "-c",
-        "user.email=charles@example.org",
-        "commit",
-        "-q",
-        "-m",
-        "Add the mill",
-    ]);
+    git(&repo, &["add", "."]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=Charles Babbage",
+            "-c",
+            "user.email=charles@example.org",
+            "commit",
+            "-q",
+            "-m",
+            "Add the mill",
+        ],
+    );
 
     let data = tmp.path().join("data");
     init_ada(&data);

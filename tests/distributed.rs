@@ -8,8 +8,8 @@
 //!   the same stores.
 
 mod common;
+use common::kafka::{free_port, metric, Broker};
 use common::*;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,93 +20,6 @@ fn tansu() -> Option<PathBuf> {
         _ => {
             eprintln!("skipping: TANSU_BIN not set (infra/kafka.sh install builds tansu; infra/test.sh sets it)");
             None
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A tansu broker with durable (SQLite) storage in `dir`, restartable on the same port.
-struct Broker {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Broker {
-    fn start(bin: &Path, dir: &Path) -> Broker {
-        std::fs::create_dir_all(dir).unwrap();
-        let mut b = Broker {
-            bin: bin.to_path_buf(),
-            dir: dir.to_path_buf(),
-            port: free_port(),
-            child: None,
-        };
-        b.spawn();
-        b
-    }
-
-    fn spawn(&mut self) {
-        let listen = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("broker.log"))
-            .unwrap();
-        let child = Command::new(&self.bin)
-            .current_dir(&self.dir)
-            .args([
-                "broker",
-                "--listener-url",
-                &listen,
-                "--advertised-listener-url",
-                &listen,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not start; see {}",
-                self.dir.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn restart(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-        self.spawn();
-    }
-
-    fn url(&self, topic: &str, partitions: u32) -> String {
-        format!(
-            "kafka://127.0.0.1:{}/{topic}?partitions={partitions}",
-            self.port
-        )
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 }
@@ -291,20 +204,7 @@ fn stop(mut p: Child) {
 
 /// Partitions the processor with health port `port` owns (0 while it cannot answer).
 fn owned(port: u16) -> u64 {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
-    };
-    use std::io::{Read, Write};
-    let mut out = String::new();
-    if write!(s, "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").is_err()
-        || s.read_to_string(&mut out).is_err()
-    {
-        return 0;
-    }
-    out.lines()
-        .find_map(|l| l.strip_prefix("avatar_processor_partitions "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    metric(port, "avatar_processor_partitions").unwrap_or(0)
 }
 
 fn http_get(port: u16, path: &str) -> String {

@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: run the real `avatar` binary on a data directory.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -136,4 +138,25 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
             Err(e) => panic!("cannot read {}: {e}", p.display()),
         })
         .collect()
+}
+
+/// Runs `git -C DIR ARGS…` as Ada (identity given, so commits work on any machine).
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=Ada Lovelace",
+            "-c",
+            "user.email=ada@example.org",
+        ])
+        .args(args)
+        .output()
+        .expect("git is installed");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
