@@ -427,7 +427,7 @@ impl Ctx {
                 found.sort();
                 found.dedup();
                 match found.as_slice() {
-                    [one] => self.open_for(one),
+                    [one] => self.open_partition(&kafka, one, crate::app::Vectors::IfFree),
                     [] => bail!(
                         "no avatar yet in the Kafka log {}; create one first: avatar init --name \"Their Name\"",
                         cfg.brokers
@@ -456,15 +456,22 @@ impl Ctx {
     fn open_for_with(&self, avatar: &str, vectors: crate::app::Vectors) -> Result<App> {
         match &self.log {
             None => App::open(&self.data),
-            Some(cfg) => {
-                let kafka = self.kafka(cfg)?;
-                App::open_kafka(
-                    &self.data,
-                    kafka.partition(kafka.partition_of(avatar))?,
-                    vectors,
-                )
-            }
+            Some(cfg) => self.open_partition(&self.kafka(cfg)?, avatar, vectors),
         }
+    }
+
+    /// The stores of the Kafka partition holding `avatar`, on an open connection.
+    fn open_partition(
+        &self,
+        kafka: &std::sync::Arc<avatar_adapters::KafkaLog>,
+        avatar: &str,
+        vectors: crate::app::Vectors,
+    ) -> Result<App> {
+        App::open_kafka(
+            &self.data,
+            kafka.partition(kafka.partition_of(avatar))?,
+            vectors,
+        )
     }
 
     fn kafka(

@@ -216,10 +216,10 @@ pub fn serve_processor(ctx: &Ctx, args: &ProcessorArgs) -> Result<()> {
             if stop.load(Ordering::SeqCst) {
                 break;
             }
-            if !owned.contains_key(&p) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = owned.entry(p) {
                 match open_partition(ctx, &kafka, p) {
                     Ok(Some(o)) => {
-                        owned.insert(p, o);
+                        slot.insert(o);
                     }
                     Ok(None) => {
                         busy = true;
