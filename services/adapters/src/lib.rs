@@ -9,6 +9,8 @@
 mod fs_blobs;
 #[cfg(feature = "kafka")]
 mod kafka_log;
+#[cfg(feature = "object-store")]
+mod object_blobs;
 mod records_parquet;
 mod sqlite_log;
 mod sqlite_records;
@@ -22,6 +24,8 @@ pub use fs_blobs::FsBlobStore;
 pub use kafka_log::{
     partition_for, GroupMember, KafkaConfig, KafkaLog, KafkaPartitionLog, ResetTo,
 };
+#[cfg(feature = "object-store")]
+pub use object_blobs::ObjectBlobStore;
 pub use records_parquet::{read_records_parquet, records_arrow_schema, write_records_parquet};
 pub use sqlite_log::SqliteEventLog;
 pub use sqlite_records::SqliteRecordStore;
