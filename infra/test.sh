@@ -20,8 +20,11 @@ infra/fetch-models.sh all
 # conformance suite and the distributed-mode tests (tests/distributed.rs starts its own too).
 echo "== kafka broker (tansu; built only when missing)"
 eval "$(infra/kafka.sh start)"
-trap 'infra/kafka.sh stop "$TANSU_PID"; rm -rf "$TANSU_DATA"' EXIT
-export KAFKA_BROKERS TANSU_BIN
+# An S3 server (moto, from PyPI into ~/.cache/avatar) for the object-storage blob store.
+echo "== s3 server (moto; installed only when missing)"
+eval "$(infra/s3.sh start)"
+trap 'infra/kafka.sh stop "$TANSU_PID"; rm -rf "$TANSU_DATA"; infra/s3.sh stop "$S3_PID"' EXIT
+export KAFKA_BROKERS TANSU_BIN AVATAR_TEST_S3
 
 echo "== cargo test (workspace)"
 time cargo test --workspace --lib --bins --tests --locked

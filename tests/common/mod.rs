@@ -15,7 +15,8 @@ pub fn cmd(data: &Path) -> Command {
     c.arg("--data").arg(data).arg("--quiet");
     c.env_remove("AVATAR_DATA")
         .env_remove("AVATAR_ID")
-        .env_remove("AVATAR_LOG");
+        .env_remove("AVATAR_LOG")
+        .env_remove("AVATAR_BLOBS");
     // Word search only, unless a test asks for the embedding model (tests/semantic.rs).
     c.env("AVATAR_EMBED_MODEL", "none");
     c

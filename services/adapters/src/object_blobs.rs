@@ -36,8 +36,11 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// Bucket, prefix and options of an `s3://` URL.
+type S3Parts = (String, String, Vec<(String, String)>);
+
 /// Splits `s3://bucket/some/prefix?a=b` into ("bucket", "some/prefix", [("a", "b")]).
-fn split_s3(url: &str) -> std::result::Result<(String, String, Vec<(String, String)>), String> {
+fn split_s3(url: &str) -> std::result::Result<S3Parts, String> {
     let rest = url
         .strip_prefix("s3://")
         .ok_or_else(|| format!("{url}: not an s3:// URL"))?;
@@ -50,7 +53,9 @@ fn split_s3(url: &str) -> std::result::Result<(String, String, Vec<(String, Stri
         None => (location, ""),
     };
     if bucket.is_empty() {
-        return Err(format!("{url}: the URL names no bucket (s3://BUCKET/PREFIX)"));
+        return Err(format!(
+            "{url}: the URL names no bucket (s3://BUCKET/PREFIX)"
+        ));
     }
     let mut options = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -101,7 +106,9 @@ impl ObjectBlobStore {
                 let shown = url.split('?').next().unwrap_or(url).to_string();
                 let folder = (!prefix.is_empty()).then(|| ObjectPath::from(prefix.as_str()));
                 rt.block_on(s3.list_with_delimiter(folder.as_ref()))
-                    .map_err(|e| StoreError::Backend(format!("{shown}: cannot list the bucket: {e}")))?;
+                    .map_err(|e| {
+                        StoreError::Backend(format!("{shown}: cannot list the bucket: {e}"))
+                    })?;
                 (Arc::new(s3), prefix, shown)
             } else {
                 return Err(StoreError::Backend(format!(
@@ -170,10 +177,7 @@ impl BlobStore for ObjectBlobStore {
             return Ok(key);
         }
         self.rt
-            .block_on(
-                self.store
-                    .put(&location, PutPayload::from(bytes.to_vec())),
-            )
+            .block_on(self.store.put(&location, PutPayload::from(bytes.to_vec())))
             .map_err(|e| self.err("put", &key, e))?;
         Ok(key)
     }
@@ -234,7 +238,9 @@ mod tests {
         let (b, p, o) = split_s3("s3://bucket").unwrap();
         assert_eq!((b.as_str(), p.as_str(), o.len()), ("bucket", "", 0));
         assert!(split_s3("s3:///x").unwrap_err().contains("no bucket"));
-        assert!(split_s3("s3://b?endpoint").unwrap_err().contains("no value"));
+        assert!(split_s3("s3://b?endpoint")
+            .unwrap_err()
+            .contains("no value"));
     }
 
     #[test]

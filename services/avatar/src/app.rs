@@ -11,13 +11,18 @@
 //! With a Kafka log (`--log kafka://…`) the log lives in the broker and each topic partition
 //! has its own stores, written by the processor that owns the partition:
 //! `DIR/kafka/<topic>/p<N>/{records.db,index/,vectors/}`; blobs and datasets stay shared.
+//!
+//! Blobs can live on object storage instead of `DIR/blobs` (`--blobs s3://BUCKET/PREFIX` or
+//! `file:///PATH`, also `AVATAR_BLOBS`), so ingest and processors on different machines share
+//! them.
 
 use anyhow::{bail, Context, Result};
 use avatar_adapters::{
-    FsBlobStore, KafkaPartitionLog, SqliteEventLog, SqliteRecordStore, TantivyIndex,
+    FsBlobStore, KafkaPartitionLog, ObjectBlobStore, SqliteEventLog, SqliteRecordStore,
+    TantivyIndex,
 };
 use avatar_processor::{Processor, Progress, Report};
-use avatar_runtime::{EventLog, RecordStore, SearchIndex};
+use avatar_runtime::{BlobStore, EventLog, RecordStore, SearchIndex};
 use avatar_schemas::{AvatarCreated, Payload};
 use std::path::{Path, PathBuf};
 
@@ -102,6 +107,64 @@ impl AppLog {
     }
 }
 
+/// Where a data directory's artifacts are: `DIR/blobs`, or object storage named by
+/// `AVATAR_BLOBS` (which `--blobs` and the config file's `blobs` set).
+pub enum AppBlobs {
+    Fs(FsBlobStore),
+    Object(ObjectBlobStore),
+}
+
+impl AppBlobs {
+    fn open(dir: &Path) -> Result<AppBlobs> {
+        match std::env::var("AVATAR_BLOBS") {
+            Ok(url) if !url.is_empty() => {
+                Ok(AppBlobs::Object(ObjectBlobStore::open(&url).with_context(
+                    || "cannot open the blob store given by --blobs / AVATAR_BLOBS",
+                )?))
+            }
+            _ => Ok(AppBlobs::Fs(
+                FsBlobStore::open(&dir.join("blobs"))
+                    .with_context(|| format!("cannot open the blob store in {}", dir.display()))?,
+            )),
+        }
+    }
+
+    fn inner(&self) -> &dyn BlobStore {
+        match self {
+            AppBlobs::Fs(b) => b,
+            AppBlobs::Object(b) => b,
+        }
+    }
+
+    /// Removes a blob (forget); false when it was not there.
+    pub fn delete(&self, sha256: &str) -> avatar_runtime::Result<bool> {
+        match self {
+            AppBlobs::Fs(b) => b.delete(sha256),
+            AppBlobs::Object(b) => b.delete(sha256),
+        }
+    }
+
+    /// Where the blobs are, for status and messages.
+    pub fn location(&self, dir: &Path) -> String {
+        match self {
+            AppBlobs::Fs(_) => dir.join("blobs").display().to_string(),
+            AppBlobs::Object(b) => b.url().to_string(),
+        }
+    }
+}
+
+impl BlobStore for AppBlobs {
+    fn put(&self, bytes: &[u8]) -> avatar_runtime::Result<String> {
+        self.inner().put(bytes)
+    }
+    fn get(&self, sha256: &str) -> avatar_runtime::Result<Vec<u8>> {
+        self.inner().get(sha256)
+    }
+    fn contains(&self, sha256: &str) -> avatar_runtime::Result<bool> {
+        self.inner().contains(sha256)
+    }
+}
+
 /// Whether a command opens the vector store (which, embedded, one process holds at a time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Vectors {
@@ -119,7 +182,7 @@ pub struct App {
     /// Where the log-derived stores are: `dir` itself, or the Kafka partition's folder.
     pub store_dir: PathBuf,
     pub log: AppLog,
-    pub blobs: FsBlobStore,
+    pub blobs: AppBlobs,
     pub records: SqliteRecordStore,
     pub index: TantivyIndex,
     /// Embedder + vector store, when an embedding model is installed.
@@ -155,8 +218,7 @@ impl App {
         std::fs::create_dir_all(store_dir)
             .with_context(|| format!("cannot create data directory {}", store_dir.display()))?;
         let open_err = |what: &str| format!("cannot open the {what} in {}", store_dir.display());
-        let blobs = FsBlobStore::open(&dir.join("blobs"))
-            .with_context(|| format!("cannot open the blob store in {}", dir.display()))?;
+        let blobs = AppBlobs::open(dir)?;
         let records = SqliteRecordStore::open(&store_dir.join("records.db"))
             .with_context(|| open_err("record store"))?;
         let index =

@@ -1120,6 +1120,7 @@ pub fn status_json(app: &App) -> Result<serde_json::Value> {
         .collect();
     Ok(json!({
         "data_dir": app.dir,
+        "blobs": app.blobs.location(&app.dir),
         "avatars": avatars,
         "log": {
             "end_offset": app.log.end()?,
@@ -1142,6 +1143,7 @@ pub fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
         return Ok(());
     }
     println!("data directory: {}", ctx.data.display());
+    println!("blobs: {}", s["blobs"].as_str().unwrap_or(""));
     for a in s["avatars"].as_array().into_iter().flatten() {
         println!(
             "avatar {} ({}): {} records, {} written by them",

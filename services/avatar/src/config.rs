@@ -1,6 +1,6 @@
 //! The services' one config file, layered as defaults → file → environment → flags.
 //!
-//! The file is TOML: top-level `data`, `log` and `avatar`, and one table per service whose keys
+//! The file is TOML: top-level `data`, `log`, `blobs` and `avatar`, and one table per service whose keys
 //! are that service's flags (`[processor] group = "blue"` is `--group blue` of `serve
 //! processor`). It works by turning each key into the environment variable the flag already
 //! reads (`AVATAR_PROCESSOR_GROUP`), set only when the environment does not have it: so a real
@@ -9,6 +9,7 @@
 //! ```toml
 //! data = "/srv/avatar"
 //! log = "kafka://kafka:9092/avatar.events"
+//! blobs = "s3://avatar-blobs/prod?region=eu-west-1"
 //! [processor]
 //! health = "0.0.0.0:9100"
 //! [trainer]
@@ -28,6 +29,7 @@ const SECTIONS: &[&str] = &["processor", "trainer", "query", "ingest"];
 const TOP: &[(&str, &str)] = &[
     ("data", "AVATAR_DATA"),
     ("log", "AVATAR_LOG"),
+    ("blobs", "AVATAR_BLOBS"),
     ("avatar", "AVATAR_ID"),
 ];
 
@@ -52,7 +54,7 @@ pub fn variables(text: &str) -> Result<Vec<(String, String)>> {
             }
         } else {
             bail!(
-                "unknown key `{key}` (known: data, log, avatar, and the tables [{}])",
+                "unknown key `{key}` (known: data, log, blobs, avatar, and the tables [{}])",
                 SECTIONS.join("], [")
             );
         }

@@ -54,6 +54,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "AVATAR_LOG")]
     pub log: Option<String>,
 
+    /// Where artifacts (the raw files) are kept: `DIR/blobs` by default, or object storage
+    /// shared by every service: `s3://BUCKET[/PREFIX][?endpoint=URL&region=R&allow_http=true]`
+    /// (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) or `file:///PATH`.
+    #[arg(long, global = true, env = "AVATAR_BLOBS")]
+    pub blobs: Option<String>,
+
     /// No progress bars (they are hidden anyway when stderr is not a terminal).
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -603,6 +609,11 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
+    // The stores read the blob location from the environment (as they do AVATAR_QDRANT_URL),
+    // so a flag sets it for this process and the commands it runs in-process.
+    if let Some(blobs) = &cli.blobs {
+        std::env::set_var("AVATAR_BLOBS", blobs);
+    }
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
