@@ -60,6 +60,8 @@ pub enum Payload {
     AliasesLinked(AliasesLinked),
     #[serde(rename = "train.results")]
     TrainResult(TrainResult),
+    #[serde(rename = "records.recording")]
+    VoiceClip(VoiceClip),
 }
 
 impl Payload {
@@ -75,6 +77,7 @@ impl Payload {
             Payload::Forget(_) => "control.forget",
             Payload::AliasesLinked(_) => "identity.aliases",
             Payload::TrainResult(_) => "train.results",
+            Payload::VoiceClip(_) => "records.recording",
         }
     }
 
@@ -123,6 +126,7 @@ impl Envelope {
             Payload::AvatarCreated(a) => Some(format!("avatar:{}", a.avatar_id)),
             Payload::ArtifactReceived(a) => Some(format!("artifact:{}:{}", self.avatar, a.sha256)),
             Payload::Message(r) | Payload::Document(r) => Some(format!("record:{}", r.id)),
+            Payload::VoiceClip(c) => Some(format!("clip:{}", c.id)),
             // One dead letter per artifact; one per refused input (same name, same reason) for
             // inputs refused before they became artifacts, so re-ingesting does not repeat it.
             Payload::DeadLetter(d) => Some(match &d.artifact {
@@ -185,6 +189,29 @@ pub struct ArtifactReceived {
     pub name: String,
     /// A format the user forced, or that the source knows (e.g. `eml` for a Maildir entry).
     pub format_hint: Option<String>,
+}
+
+/// A clip of speech cut from a recording (voice note, video, phone call): the unit that voice
+/// training, speaker clustering and transcription work on. The clip's own audio is a blob, so
+/// training never decodes the whole recording again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VoiceClip {
+    /// `artifact_record_id(avatar, recording sha256, ordinal)`: stable across replays.
+    pub id: String,
+    pub avatar: String,
+    /// URI of the recording.
+    pub source: String,
+    /// sha256 of the recording.
+    pub artifact: String,
+    pub ordinal: u32,
+    /// Where the clip is in the recording, in milliseconds from its start.
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// sha256 of the clip's audio (mono 16-bit WAV, high-passed, loudness-normalised).
+    pub audio: String,
+    pub sample_rate: u32,
+    /// Level before normalisation, dBFS RMS.
+    pub rms_dbfs: f32,
 }
 
 /// What kind of thing a record is.
@@ -349,6 +376,7 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("forget.json", s::<Forget>()),
         ("aliases_linked.json", s::<AliasesLinked>()),
         ("train_result.json", s::<TrainResult>()),
+        ("voice_clip.json", s::<VoiceClip>()),
         ("sft_example.json", s::<SftExample>()),
     ]
 }
@@ -438,7 +466,7 @@ mod tests {
                 n += 1;
             }
         }
-        assert!(n >= 9, "expected a fixture per payload kind, found {n}");
+        assert!(n >= 10, "expected a fixture per payload kind, found {n}");
     }
 
     #[test]

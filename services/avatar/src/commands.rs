@@ -3,7 +3,7 @@
 use crate::app::{default_data_dir, App};
 use crate::{
     Cli, Command, DatasetCommand, EvalCommand, ExportCommand, ForgetArgs, IdentityCommand,
-    MemoryCommand, PrivacyCommand, ServeCommand, TokenCommand, TrainCommand,
+    MemoryCommand, PrivacyCommand, ServeCommand, TokenCommand, TrainCommand, VoiceCommand,
 };
 use anyhow::{bail, Context, Result};
 use avatar_runtime::{BlobStore, EventLog, RecordStore, SearchIndex};
@@ -312,6 +312,9 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
         ),
         Command::Ask { question, opts } => crate::llm::ask(ctx, &question, &ask_args(opts)),
         Command::Chat { opts } => crate::llm::chat(ctx, &ask_args(opts)),
+        Command::Voice { command } => match command {
+            VoiceCommand::Clips { json, export } => crate::voice::clips(ctx, json, export),
+        },
         Command::Memory { command } => match command {
             MemoryCommand::Add { text, title, by } => memory_add(ctx, &text, title, by),
             MemoryCommand::List { json } => memory_list(ctx, json),
@@ -629,8 +632,13 @@ pub fn ingest(
     for (_name, reason) in &processed.dead_letters {
         eprintln!("dead letter: {reason}");
     }
+    let clips = if processed.clips > 0 {
+        format!(", {} clip(s) of speech", processed.clips)
+    } else {
+        String::new()
+    };
     println!(
-        "ingested {} new file(s) ({} already known, {} skipped): {} record(s), {} dead letter(s)",
+        "ingested {} new file(s) ({} already known, {} skipped): {} record(s){clips}, {} dead letter(s)",
         report.artifacts_new,
         report.artifacts_known,
         report.rejected.len(),

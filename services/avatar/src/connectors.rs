@@ -1,7 +1,8 @@
 //! `avatar serve ingest`: connectors that keep sources flowing in, from one TOML file.
 //!
 //! Every INTERVAL each connector looks for what is new since its last pass: files dropped into
-//! an inbox folder (new, or changed since), new commits of git repositories, new mail in IMAP
+//! an inbox folder (new, or changed since), recordings copied into a recordings folder (once
+//! they stopped growing), new commits of git repositories, new mail in IMAP
 //! folders (by UID, per UIDVALIDITY). What it finds is ingested like `avatar ingest` does
 //! (blob, then event; the same bytes twice are a no-op) and its position is saved afterwards in
 //! `DIR/connectors/state.json`, so a crash repeats at most one pass and loses nothing. With a
@@ -46,6 +47,20 @@ pub struct ConnectorsConfig {
     /// IMAP mailboxes: new mail in the listed folders, by UID.
     #[serde(default)]
     pub imap: Vec<ImapSourceConfig>,
+    /// Recordings folders (a phone's voice memos, a camcorder's card copied over): audio and
+    /// video files only, each once it has not changed for `settle` (a copy in progress waits).
+    #[serde(default)]
+    pub recordings: Vec<RecordingsConfig>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingsConfig {
+    pub avatar: String,
+    pub path: PathBuf,
+    /// How long a file must be unchanged before it is read ("10s", the default).
+    #[serde(default)]
+    pub settle: Option<String>,
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -88,8 +103,17 @@ fn inbox_folder() -> Vec<String> {
 impl ConnectorsConfig {
     pub fn parse(text: &str) -> Result<Self> {
         let cfg: ConnectorsConfig = toml::from_str(text)?;
-        if cfg.inbox.is_empty() && cfg.git.is_empty() && cfg.imap.is_empty() {
-            bail!("no connectors: add an [[inbox]], [[git]] or [[imap]] section");
+        if cfg.inbox.is_empty()
+            && cfg.git.is_empty()
+            && cfg.imap.is_empty()
+            && cfg.recordings.is_empty()
+        {
+            bail!("no connectors: add an [[inbox]], [[recordings]], [[git]] or [[imap]] section");
+        }
+        for r in &cfg.recordings {
+            if let Some(s) = &r.settle {
+                parse_duration(s).map_err(|e| anyhow::anyhow!("recordings settle: {e}"))?;
+            }
         }
         Ok(cfg)
     }
@@ -165,42 +189,106 @@ fn stamp(p: &Path) -> Option<String> {
     Some(format!("{}:{mtime}", m.len()))
 }
 
+/// A folder connector: an inbox (`recordings: None`) or a recordings folder with its settle
+/// time.
+struct Folder<'a> {
+    avatar: &'a str,
+    path: &'a Path,
+    recordings: Option<Duration>,
+}
+
 /// Runs every connector once.
 pub fn pass(ctx: &Ctx, cfg: &ConnectorsConfig) -> Result<PassReport> {
     let mut state = load_state(&ctx.data)?;
     let mut report = PassReport::default();
     let mut touched: Vec<String> = Vec::new();
-    for inbox in &cfg.inbox {
+    // Inboxes take every file; recordings folders only audio/video that stopped changing.
+    let folders = cfg
+        .inbox
+        .iter()
+        .map(|i| Folder {
+            avatar: &i.avatar,
+            path: &i.path,
+            recordings: None,
+        })
+        .chain(cfg.recordings.iter().map(|r| {
+            Folder {
+                avatar: &r.avatar,
+                path: &r.path,
+                recordings: Some(
+                    r.settle
+                        .as_deref()
+                        .map(parse_duration)
+                        .transpose()
+                        .ok()
+                        .flatten()
+                        .unwrap_or(Duration::from_secs(10)),
+                ),
+            }
+        }));
+    for folder in folders {
+        let label = if folder.recordings.is_some() {
+            "recordings"
+        } else {
+            "inbox"
+        };
         let mut files = Vec::new();
-        walk(&inbox.path, &mut files)
-            .with_context(|| format!("cannot read the inbox {}", inbox.path.display()))?;
+        walk(folder.path, &mut files)
+            .with_context(|| format!("cannot read the {label} folder {}", folder.path.display()))?;
         files.sort();
+        let now = std::time::SystemTime::now();
+        let mut waiting = 0;
         let fresh: Vec<(PathBuf, String)> = files
             .into_iter()
+            .filter(|f| match folder.recordings {
+                None => true,
+                Some(settle) => {
+                    let name = f.to_string_lossy();
+                    if !avatar_voice::is_recording(&name, b"") {
+                        return false;
+                    }
+                    let age = std::fs::metadata(f)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| now.duration_since(t).ok())
+                        .unwrap_or_default();
+                    let settled = age >= settle;
+                    if !settled {
+                        waiting += 1;
+                    }
+                    settled
+                }
+            })
             .filter_map(|f| {
                 let s = stamp(&f)?;
                 let key = f.display().to_string();
                 (state.files.get(&key) != Some(&s)).then_some((f, s))
             })
             .collect();
+        if waiting > 0 {
+            report.lines.push(format!(
+                "{label} {}: {waiting} file(s) still changing, read on a later pass",
+                folder.path.display()
+            ));
+        }
         if fresh.is_empty() {
             continue;
         }
-        let app = ctx.open_for_emit(&inbox.avatar)?;
-        app.avatar(Some(&inbox.avatar))?;
+        let app = ctx.open_for_emit(folder.avatar)?;
+        app.avatar(Some(folder.avatar))?;
         let paths: Vec<PathBuf> = fresh.iter().map(|(f, _)| f.clone()).collect();
         let r = avatar_ingest::ingest_paths(
             &app.log,
             &app.blobs,
-            &inbox.avatar,
+            folder.avatar,
             &paths,
             &avatar_ingest::IngestOptions::default(),
             &mut |_| {},
         )?;
         report.new_artifacts += r.artifacts_new;
         report.lines.push(format!(
-            "inbox {}: {} new file(s), {} already known, {} skipped",
-            inbox.path.display(),
+            "{label} {}: {} new file(s), {} already known, {} skipped",
+            folder.path.display(),
             r.artifacts_new,
             r.artifacts_known,
             r.rejected.len()
@@ -208,7 +296,7 @@ pub fn pass(ctx: &Ctx, cfg: &ConnectorsConfig) -> Result<PassReport> {
         for (f, s) in fresh {
             state.files.insert(f.display().to_string(), s);
         }
-        touched.push(inbox.avatar.clone());
+        touched.push(folder.avatar.to_string());
         save_state(&ctx.data, &state)?;
     }
     for g in &cfg.git {
@@ -255,8 +343,9 @@ pub fn pass(ctx: &Ctx, cfg: &ConnectorsConfig) -> Result<PassReport> {
         let app = ctx.open()?;
         let p = app.process(&mut |_| {})?;
         report.lines.push(format!(
-            "processed: {} record(s), {} dead letter(s)",
+            "processed: {} record(s), {} clip(s) of speech, {} dead letter(s)",
             p.records,
+            p.clips,
             p.dead_letters.len()
         ));
     }
@@ -407,9 +496,18 @@ mod tests {
             server = "imap.example.org"
             user = "ada@example.org"
             password_env = "ADA_PW"
+            [[recordings]]
+            avatar = "ada"
+            path = "/family/voice-notes"
+            settle = "30s"
             "#,
         )
         .unwrap();
+        assert_eq!(cfg.recordings[0].settle.as_deref(), Some("30s"));
+        assert!(
+            ConnectorsConfig::parse("[[recordings]]\navatar='a'\npath='/x'\nsettle='soon'\n")
+                .is_err()
+        );
         assert_eq!(cfg.inbox[0].path, PathBuf::from("/drop/ada"));
         assert_eq!(cfg.imap[0].folders, vec!["INBOX".to_string()]);
         assert!(ConnectorsConfig::parse("").is_err());

@@ -107,9 +107,22 @@ pub fn forget(
                 d.artifact.as_ref().is_some_and(|a| dropped.contains(a))
                     || source_covered(&target, &e.source)
             }
+            // A recording has clips, not records: it goes with its source, or by clip id.
+            Payload::VoiceClip(c) => {
+                dropped.contains(&c.artifact)
+                    || source_covered(&target, &e.source)
+                    || matches!(&target, ForgetTarget::Record(id) if *id == c.id)
+            }
             _ => false,
         }
     };
+    for s in app.log.all_of_kinds(&["records.recording"])? {
+        if let Payload::VoiceClip(c) = &s.event.payload {
+            if doomed(&s.event) {
+                dropped_blobs.insert(c.audio.clone());
+            }
+        }
+    }
     for s in app.log.all_of_kinds(&["raw.artifact"])? {
         if let Payload::ArtifactReceived(a) = &s.event.payload {
             if doomed(&s.event) {
@@ -122,10 +135,20 @@ pub fn forget(
         .sqlite("forget")?
         .purge(&doomed)
         .context("cannot remove the forgotten events from the log")?;
-    // A blob another artifact event (another avatar's, or a second name) still uses stays.
-    for s in app.log.all_of_kinds(&["raw.artifact"])? {
-        if let Payload::ArtifactReceived(a) = &s.event.payload {
-            dropped_blobs.remove(&a.sha256);
+    // A blob another artifact or clip event (another avatar's, or a second name) still uses
+    // stays.
+    for s in app
+        .log
+        .all_of_kinds(&["raw.artifact", "records.recording"])?
+    {
+        match &s.event.payload {
+            Payload::ArtifactReceived(a) => {
+                dropped_blobs.remove(&a.sha256);
+            }
+            Payload::VoiceClip(c) => {
+                dropped_blobs.remove(&c.audio);
+            }
+            _ => {}
         }
     }
     let mut blobs_removed = 0;
@@ -216,13 +239,16 @@ pub fn target(
 ) -> Result<ForgetTarget> {
     let mut chosen = Vec::new();
     if let Some(s) = source {
-        // A path on disk is named as ingest named it: a file:// URI of the absolute path.
+        // A path on disk is named as ingest named it: the file:// URI of the canonical path,
+        // percent-encoded (a space is %20); a file already deleted from disk by its absolute
+        // path.
         let uri = if s.contains("://") {
             s
         } else {
-            let p = std::path::absolute(Path::new(&s))
+            let p = std::fs::canonicalize(&s)
+                .or_else(|_| std::path::absolute(Path::new(&s)))
                 .with_context(|| format!("cannot resolve the path {s}"))?;
-            format!("file://{}", p.display())
+            avatar_ingest::file_uri(&p)
         };
         chosen.push(ForgetTarget::Source(uri));
     }

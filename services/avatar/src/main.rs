@@ -15,6 +15,7 @@ mod privacy;
 mod semantic;
 mod serve;
 mod trainer_service;
+mod voice;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -154,6 +155,15 @@ pub enum Command {
     Eval {
         #[command(subcommand)]
         command: EvalCommand,
+    },
+    /// The person's voice: the clips of speech cut from their recordings.
+    ///
+    /// Recordings (wav, flac, mp3, ogg/vorbis, m4a/aac, mp4/mov/mkv video) go in with
+    /// `avatar ingest` like any other file; each becomes 2–12 s clips of speech, high-passed and
+    /// loudness-normalised, with silence, clipping and music rejected.
+    Voice {
+        #[command(subcommand)]
+        command: VoiceCommand,
     },
     /// Memories: stories, advice and how-tos added by hand.
     Memory {
@@ -350,7 +360,8 @@ pub enum ServeCommand {
     ///          --health 0.0.0.0:9100
     #[command(verbatim_doc_comment)]
     Processor(crate::distributed::ProcessorArgs),
-    /// Keep sources flowing in: file-drop folders, git repositories and IMAP folders, polled
+    /// Keep sources flowing in: file-drop folders, recordings folders, git repositories and
+    /// IMAP folders, polled
     /// every interval; only what is new since the last pass is read (positions are kept in
     /// DIR/connectors/state.json). With a Kafka log it only emits; embedded, it also processes.
     ///
@@ -360,6 +371,10 @@ pub enum ServeCommand {
     ///   [[inbox]]
     ///   avatar = "ada"
     ///   path = "/srv/drop/ada"
+    ///   [[recordings]]              # audio/video only, once unchanged for `settle`
+    ///   avatar = "ada"
+    ///   path = "/srv/family/ada/voice-notes"
+    ///   settle = "10s"
     ///   [[git]]
     ///   avatar = "ada"
     ///   repo = "https://git.example.org/ada/engine.git"
@@ -581,6 +596,21 @@ pub enum IdentityCommand {
         /// These aliases are the avatar's person.
         #[arg(long)]
         person: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VoiceCommand {
+    /// List the clips of speech: which recording, where in it, how long.
+    ///
+    /// Example: avatar voice clips --export ~/clips   (writes each clip as a WAV to listen to)
+    Clips {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Also write every clip's WAV into this folder, named by recording and time.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
     },
 }
 

@@ -2,7 +2,9 @@
 //!
 //! * `parse` reads `raw.artifact` events, fetches the bytes from the blob store, runs the
 //!   format parser and appends `records.*` events (or a `deadletter` with the reason) in the
-//!   same transaction that moves its checkpoint — one artifact per transaction, so a crash
+//!   same transaction that moves its checkpoint. Recordings (audio, video) go to the voice
+//!   pipeline instead: their clips of speech are written to the blob store and announced as
+//!   `records.recording` events — one artifact per transaction, so a crash
 //!   loses nothing and duplicates nothing.
 //! * `sink` materialises `records.*`, memories and forget tombstones into the record store and
 //!   the search index. The index commits first (its checkpoint rides in the commit), then the
@@ -19,6 +21,7 @@ use avatar_runtime::{
 };
 use avatar_schemas::{
     record_id, ArtifactReceived, DeadLetter, Envelope, ForgetTarget, Payload, Record, RecordKind,
+    VoiceClip,
 };
 use std::collections::HashMap;
 
@@ -49,6 +52,8 @@ pub struct Report {
     pub forgotten: usize,
     /// Chunks embedded into the vector store.
     pub chunks: usize,
+    /// Clips of speech cut from recordings.
+    pub clips: usize,
 }
 
 /// Where the processor is in the log, for progress bars.
@@ -238,6 +243,9 @@ impl Processor<'_> {
             }
             Err(e) => return Err(e.into()),
         };
+        if avatar_voice::is_recording(&artifact.name, &bytes) {
+            return self.parse_recording(stored, artifact, &bytes, report, &dead);
+        }
         let parsed =
             match avatar_formats::parse(&artifact.name, artifact.format_hint.as_deref(), &bytes) {
                 Ok(p) => p,
@@ -330,6 +338,95 @@ impl Processor<'_> {
                 .dead_letters
                 .push((artifact.name.clone(), reason.clone()));
             out.push(dead("empty", reason));
+        }
+        Ok(out)
+    }
+
+    /// A recording → clips of speech: each clip's WAV goes to the blob store (content-addressed,
+    /// so a re-run writes nothing new) and a `records.recording` event names it. A recording
+    /// that cannot be decoded, or holds no usable speech, is a dead letter saying why.
+    fn parse_recording(
+        &self,
+        stored: &Stored,
+        artifact: &ArtifactReceived,
+        bytes: &[u8],
+        report: &mut Report,
+        dead: &dyn Fn(&str, String) -> Envelope,
+    ) -> Result<Vec<Envelope>, ProcessError> {
+        let event = &stored.event;
+        let mut refuse = |kind: &str, reason: String| {
+            report
+                .dead_letters
+                .push((artifact.name.clone(), reason.clone()));
+            Ok(vec![dead(kind, reason)])
+        };
+        let audio = match avatar_voice::decode(&artifact.name, bytes) {
+            Ok(a) => a,
+            Err(e) => {
+                let kind = match e {
+                    avatar_voice::DecodeError::UnsupportedCodec(_) => "unsupported",
+                    avatar_voice::DecodeError::TooLong => "too-long",
+                    _ => "malformed",
+                };
+                return refuse(kind, format!("{}: {e}", artifact.name));
+            }
+        };
+        let config = avatar_voice::ClipConfig::default();
+        let slicing = match avatar_voice::slice_clips(&audio.samples, audio.sample_rate, &config) {
+            Ok(s) => s,
+            Err(e) => return refuse("malformed", format!("{}: {e}", artifact.name)),
+        };
+        if slicing.clips.is_empty() {
+            return refuse(
+                "empty",
+                format!(
+                    "{}: no speech to keep ({})",
+                    artifact.name,
+                    slicing.summary()
+                ),
+            );
+        }
+        let mut out = Vec::with_capacity(slicing.clips.len() + 1);
+        for (ordinal, clip) in slicing.clips.iter().enumerate() {
+            let wav = avatar_voice::wav::encode_wav(&clip.samples, clip.sample_rate);
+            let audio_sha = self.blobs.put(&wav)?;
+            let clip = VoiceClip {
+                id: avatar_schemas::artifact_record_id(
+                    &event.avatar,
+                    &artifact.sha256,
+                    ordinal as u32,
+                ),
+                avatar: event.avatar.clone(),
+                source: event.source.clone(),
+                artifact: artifact.sha256.clone(),
+                ordinal: ordinal as u32,
+                start_ms: clip.start_ms,
+                end_ms: clip.end_ms,
+                audio: audio_sha,
+                sample_rate: clip.sample_rate,
+                rms_dbfs: clip.rms_dbfs,
+            };
+            out.push(
+                Envelope::new(
+                    event.avatar.clone(),
+                    event.source.clone(),
+                    Payload::VoiceClip(clip),
+                )
+                .caused_by(event.id),
+            );
+            report.clips += 1;
+        }
+        if audio.skipped_packets > 0 {
+            let reason = format!(
+                "{}: {} damaged audio packet(s) skipped (the rest was kept: {})",
+                artifact.name,
+                audio.skipped_packets,
+                slicing.summary()
+            );
+            report
+                .dead_letters
+                .push((artifact.name.clone(), reason.clone()));
+            out.push(dead("partial", reason));
         }
         Ok(out)
     }
@@ -468,7 +565,8 @@ impl Processor<'_> {
                     }
                     Payload::ArtifactReceived(_)
                     | Payload::DeadLetter(_)
-                    | Payload::TrainResult(_) => {}
+                    | Payload::TrainResult(_)
+                    | Payload::VoiceClip(_) => {}
                 }
             }
             self.index.apply(batch_next, &upserts, &deletes)?;

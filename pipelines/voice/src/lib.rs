@@ -1,0 +1,17 @@
+//! The voice pipeline, from a family's recordings to clips of the person speaking.
+//!
+//! * [`decode`]: any supported audio or video file → mono f32 PCM at its own rate;
+//! * [`dsp`]: resampling, high-pass, loudness normalisation;
+//! * [`clips`]: voice-activity slicing into 2–12 s clips and rejection of silence, clipping and
+//!   music-only segments;
+//! * [`wav`]: the 16-bit WAV the clips are stored as.
+//!
+//! All of it is pure: bytes in, samples and clip boundaries out. Storage is the caller's.
+
+pub mod clips;
+pub mod decode;
+pub mod dsp;
+pub mod wav;
+
+pub use clips::{slice_clips, Clip, ClipConfig, Rejected, Slicing};
+pub use decode::{decode, is_recording, Audio, DecodeError};

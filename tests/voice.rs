@@ -1,0 +1,279 @@
+//! Recordings end to end: `avatar ingest` and the recordings-folder connector turn audio into
+//! clips of speech (blobs + `records.recording` events); bad recordings become dead letters with
+//! the reason; `avatar voice clips` lists and exports them; replay gives the same clips;
+//! `forget --source` removes a recording's clips and their audio.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+const RATE: u32 = 22_050;
+
+/// A mono 16-bit WAV.
+fn wav(samples: &[f32], rate: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let data = (samples.len() * 2) as u32;
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes());
+    }
+    out
+}
+
+/// Speech-like sound (a buzz with harmonics in syllables of 250 ms, pauses between words)
+/// between stretches of near-silence: `pattern` is (seconds, speaking?).
+fn recording(pattern: &[(f64, bool)]) -> Vec<f32> {
+    let mut seed = 99u32;
+    let mut out = Vec::new();
+    for &(seconds, speaking) in pattern {
+        for i in 0..(seconds * RATE as f64) as usize {
+            let t = i as f64 / RATE as f64;
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let noise = ((seed >> 8) as f64 / (1u32 << 24) as f64 - 0.5) * 0.001;
+            let v = if speaking {
+                let syllable = ((t * 4.0).fract() * std::f64::consts::PI).sin().powi(2);
+                let gap = if t.fract() > 0.8 { 0.0 } else { 1.0 };
+                let f0 = 140.0 + 25.0 * (t * 1.7).sin();
+                let buzz: f64 = (1..8)
+                    .map(|h| (2.0 * std::f64::consts::PI * f0 * h as f64 * t).sin() / h as f64)
+                    .sum();
+                0.15 * syllable * gap * buzz
+            } else {
+                0.0
+            };
+            out.push((v + noise) as f32);
+        }
+    }
+    out
+}
+
+fn clips(data: &Path) -> Vec<serde_json::Value> {
+    json_lines(&ok(data, &["voice", "clips", "--json"]))
+}
+
+fn status(data: &Path) -> serde_json::Value {
+    serde_json::from_slice(&ok(data, &["status", "--json"]).stdout).unwrap()
+}
+
+#[test]
+fn recordings_become_clips_and_bad_ones_dead_letters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    let inbox = tmp.path().join("in");
+    std::fs::create_dir_all(&inbox).unwrap();
+    // Two stretches of speech (5 s and 4 s) with silence around and between.
+    let story = recording(&[
+        (1.5, false),
+        (5.0, true),
+        (2.0, false),
+        (4.0, true),
+        (1.0, false),
+    ]);
+    std::fs::write(inbox.join("grandma story.wav"), wav(&story, RATE)).unwrap();
+    std::fs::write(
+        inbox.join("pocket.wav"),
+        wav(&recording(&[(4.0, false)]), RATE),
+    )
+    .unwrap();
+    let full = wav(&story, RATE);
+    std::fs::write(inbox.join("cut.wav"), &full[..40]).unwrap();
+    std::fs::write(
+        inbox.join("notes.txt"),
+        "Grandma told the story of the flood.",
+    )
+    .unwrap();
+
+    let out = ok(&data, &["ingest", inbox.to_str().unwrap()]);
+    let said = stdout(&out);
+    assert!(
+        said.contains("1 record(s), 2 clip(s) of speech, 2 dead letter(s)"),
+        "{said}"
+    );
+
+    let list = clips(&data);
+    assert_eq!(list.len(), 2, "{list:?}");
+    let first = &list[0];
+    assert!(
+        first["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("grandma%20story.wav")
+            || first["source"]
+                .as_str()
+                .unwrap()
+                .ends_with("grandma story.wav"),
+        "{first}"
+    );
+    let (s0, e0) = (
+        first["start_ms"].as_u64().unwrap(),
+        first["end_ms"].as_u64().unwrap(),
+    );
+    assert!(
+        (1_200..=1_600).contains(&s0) && (6_300..=6_800).contains(&e0),
+        "{first}"
+    );
+    let s1 = list[1]["start_ms"].as_u64().unwrap();
+    assert!((8_200..=8_600).contains(&s1), "{}", list[1]);
+    assert_eq!(first["sample_rate"], RATE);
+
+    // The dead letters say why, per file.
+    let st = status(&data);
+    let dead = st["dead_letters"].as_array().unwrap();
+    let reason = |name: &str| {
+        dead.iter()
+            .find(|d| d["name"].as_str().is_some_and(|n| n.ends_with(name)))
+            .map(|d| d["reason"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        reason("pocket.wav").contains("no speech to keep"),
+        "{dead:?}"
+    );
+    assert!(reason("pocket.wav").contains("silence"), "{dead:?}");
+    assert!(!reason("cut.wav").is_empty(), "{dead:?}");
+
+    // Exported clips are WAV files of the right length.
+    let export = tmp.path().join("export");
+    let exported = json_lines(&ok(
+        &data,
+        &[
+            "voice",
+            "clips",
+            "--json",
+            "--export",
+            export.to_str().unwrap(),
+        ],
+    ));
+    for c in &exported {
+        let file = PathBuf::from(c["file"].as_str().unwrap());
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(&bytes[..4], b"RIFF");
+        let ms = c["end_ms"].as_u64().unwrap() - c["start_ms"].as_u64().unwrap();
+        let samples = (bytes.len() - 44) / 2;
+        assert!(
+            (samples as i64 - (ms * RATE as u64 / 1000) as i64).abs() < 30,
+            "{file:?}"
+        );
+    }
+    let human = stdout(&ok(&data, &["voice", "clips"]));
+    assert!(human.contains("2 clip(s)"), "{human}");
+
+    // Ingesting again changes nothing; a replay makes the very same clips.
+    let again = stdout(&ok(&data, &["ingest", inbox.to_str().unwrap()]));
+    assert!(again.contains("0 new file(s)"), "{again}");
+    assert_eq!(clips(&data).len(), 2);
+    let replayed = tmp.path().join("replayed");
+    ok(&data, &["replay", "--into", replayed.to_str().unwrap()]);
+    let ids = |l: &[serde_json::Value]| -> Vec<(String, String)> {
+        l.iter()
+            .map(|c| (c["id"].to_string(), c["audio"].to_string()))
+            .collect()
+    };
+    assert_eq!(ids(&clips(&replayed)), ids(&list));
+
+    // Forgetting the recording removes its clips and their audio.
+    let audio: Vec<String> = list
+        .iter()
+        .map(|c| c["audio"].as_str().unwrap().to_string())
+        .collect();
+    let blob = |sha: &str| data.join("blobs").join(&sha[..2]).join(&sha[2..]);
+    assert!(blob(&audio[0]).is_file());
+    let story_path = inbox.join("grandma story.wav");
+    let report: serde_json::Value = serde_json::from_slice(
+        &ok(
+            &data,
+            &["forget", "--source", story_path.to_str().unwrap(), "--json"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        report["blobs_removed"], 3,
+        "the recording and its 2 clips: {report}"
+    );
+    assert!(clips(&data).is_empty());
+    assert!(!blob(&audio[0]).exists() && !blob(&audio[1]).exists());
+}
+
+#[test]
+fn the_recordings_folder_connector_reads_settled_audio_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    let folder = tmp.path().join("voice-notes");
+    std::fs::create_dir_all(&folder).unwrap();
+    let note = recording(&[(0.5, false), (3.0, true), (0.5, false)]);
+    std::fs::write(folder.join("note1.wav"), wav(&note, RATE)).unwrap();
+    std::fs::write(folder.join("thumbnail.jpg"), [0xFFu8, 0xD8, 0xFF, 0xE0]).unwrap();
+    std::fs::write(folder.join("index.txt"), "not a recording").unwrap();
+    let config = |settle: &str| {
+        let p = tmp.path().join(format!("connectors-{settle}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "[[recordings]]\navatar = \"ada-lovelace\"\npath = {:?}\nsettle = \"{settle}\"\n",
+                folder.display().to_string()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let pass = |cfg: &Path| {
+        stdout(&ok(
+            &data,
+            &[
+                "serve",
+                "ingest",
+                "--connectors",
+                cfg.to_str().unwrap(),
+                "--once",
+            ],
+        ))
+    };
+    // Just written: still "changing" for a one-hour settle time.
+    let waiting = pass(&config("1h"));
+    assert!(waiting.contains("1 file(s) still changing"), "{waiting}");
+    assert!(clips(&data).is_empty());
+    // Settled: read once; the picture and the text file are not recordings.
+    let read = pass(&config("0s"));
+    assert!(read.contains("recordings"), "{read}");
+    assert!(read.contains("1 new file(s)"), "{read}");
+    assert!(read.contains("1 clip(s) of speech"), "{read}");
+    assert_eq!(clips(&data).len(), 1);
+    assert_eq!(json_lines(&ok(&data, &["records", "--json"])).len(), 0);
+    let idle = pass(&config("0s"));
+    assert!(!idle.contains("new file"), "{idle}");
+}
+
+/// Real (espeak-ng) speech from ../shared/reference, when present.
+#[test]
+fn real_speech_is_clipped_whole() {
+    let Some(dir) = fixtures().map(|f| f.join("../reference")) else {
+        return;
+    };
+    let src = dir.join("speech_a.wav");
+    if !src.is_file() {
+        eprintln!("skipping: {} not found", src.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    ok(&data, &["ingest", src.to_str().unwrap()]);
+    let list = clips(&data);
+    assert_eq!(list.len(), 1, "{list:?}");
+    let ms = list[0]["end_ms"].as_u64().unwrap() - list[0]["start_ms"].as_u64().unwrap();
+    assert!(ms > 6_000, "{}", list[0]);
+}
