@@ -277,3 +277,65 @@ fn real_speech_is_clipped_whole() {
     let ms = list[0]["end_ms"].as_u64().unwrap() - list[0]["start_ms"].as_u64().unwrap();
     assert!(ms > 6_000, "{}", list[0]);
 }
+
+/// Two voices (espeak-ng's en-gb female and en-us male, ../shared/reference) with the speaker
+/// encoder installed: told apart, and once one clip is named the person's, only theirs listed.
+/// espeak voices are alike to resemblyzer (cosine 0.83, see the reference README), hence the
+/// strict threshold here.
+#[test]
+fn voices_are_told_apart_and_the_person_is_confirmed_by_one_clip() {
+    let Some(dir) = fixtures().map(|f| f.join("../reference")) else {
+        return;
+    };
+    if installed_model("resemblyzer/pretrained.pt", "resemblyzer").is_none() {
+        return;
+    }
+    let (a, b) = (dir.join("speech_a.wav"), dir.join("speech_b.wav"));
+    if !a.is_file() || !b.is_file() {
+        eprintln!("skipping: reference speech not found");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    ok(&data, &["ingest", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let strict = ["--threshold", "0.9"];
+    let list = |extra: &[&str]| {
+        let mut args = vec!["voice", "clips", "--json"];
+        args.extend_from_slice(&strict);
+        args.extend_from_slice(extra);
+        json_lines(&ok(&data, &args))
+    };
+    let all = list(&[]);
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        (all[0]["speaker"].as_u64(), all[1]["speaker"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let human = stdout(&ok(&data, &["voice", "clips", "--threshold", "0.9"]));
+    assert!(
+        human.contains("2 voice(s)") && human.contains("avatar voice person"),
+        "{human}"
+    );
+
+    let theirs = all[0]["id"].as_str().unwrap();
+    let said = stdout(&ok(
+        &data,
+        &["voice", "person", theirs, "--threshold", "0.9"],
+    ));
+    assert!(said.contains("1 clip(s) sound like"), "{said}");
+    let only = list(&[]);
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["id"], theirs);
+    assert_eq!(only[0]["person"], true);
+    let every = list(&["--all"]);
+    assert_eq!(every.len(), 2);
+    assert_eq!(every[1]["person"], false);
+
+    let bad = cmd(&data)
+        .args(["voice", "person", "no-such-clip"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("avatar voice clips"));
+}

@@ -62,6 +62,8 @@ pub enum Payload {
     TrainResult(TrainResult),
     #[serde(rename = "records.recording")]
     VoiceClip(VoiceClip),
+    #[serde(rename = "identity.voice_reference")]
+    VoiceReference(VoiceReference),
 }
 
 impl Payload {
@@ -78,6 +80,7 @@ impl Payload {
             Payload::AliasesLinked(_) => "identity.aliases",
             Payload::TrainResult(_) => "train.results",
             Payload::VoiceClip(_) => "records.recording",
+            Payload::VoiceReference(_) => "identity.voice_reference",
         }
     }
 
@@ -91,6 +94,7 @@ impl Payload {
                 | Payload::Memory(_)
                 | Payload::Forget(_)
                 | Payload::AliasesLinked(_)
+                | Payload::VoiceReference(_)
         )
     }
 }
@@ -146,6 +150,7 @@ impl Envelope {
             Payload::Memory(_)
             | Payload::Forget(_)
             | Payload::AliasesLinked(_)
+            | Payload::VoiceReference(_)
             | Payload::TrainResult(_) => None,
         }
     }
@@ -212,6 +217,14 @@ pub struct VoiceClip {
     pub sample_rate: u32,
     /// Level before normalisation, dBFS RMS.
     pub rms_dbfs: f32,
+}
+
+/// The user says this clip is the person speaking: the clips of the same voice are theirs
+/// (recordings hold family and friends too). The latest one counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VoiceReference {
+    /// Id of a `records.recording` clip.
+    pub clip: String,
 }
 
 /// What kind of thing a record is.
@@ -377,6 +390,7 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("aliases_linked.json", s::<AliasesLinked>()),
         ("train_result.json", s::<TrainResult>()),
         ("voice_clip.json", s::<VoiceClip>()),
+        ("voice_reference.json", s::<VoiceReference>()),
         ("sft_example.json", s::<SftExample>()),
     ]
 }
@@ -466,7 +480,7 @@ mod tests {
                 n += 1;
             }
         }
-        assert!(n >= 10, "expected a fixture per payload kind, found {n}");
+        assert!(n >= 11, "expected a fixture per payload kind, found {n}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! * [`dsp`]: resampling, high-pass, loudness normalisation;
 //! * [`clips`]: voice-activity slicing into 2–12 s clips and rejection of silence, clipping and
 //!   music-only segments;
-//! * [`wav`]: the 16-bit WAV the clips are stored as.
+//! * [`wav`]: the 16-bit WAV the clips are stored as;
+//! * [`speaker`]: resemblyzer's speaker encoder in candle; [`speakers`]: clips grouped by voice.
 //!
 //! All of it is pure: bytes in, samples and clip boundaries out. Storage is the caller's.
 
@@ -12,6 +13,7 @@ pub mod clips;
 pub mod decode;
 pub mod dsp;
 pub mod speaker;
+pub mod speakers;
 pub mod wav;
 
 pub use clips::{slice_clips, Clip, ClipConfig, Rejected, Slicing};

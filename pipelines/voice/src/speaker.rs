@@ -44,6 +44,8 @@ pub enum SpeakerError {
     Model(String),
     #[error("no audio to embed")]
     EmptyAudio,
+    #[error("audio: {0}")]
+    Audio(String),
     #[error("the embedding is all zeros (every partial's ReLU output was zero)")]
     Degenerate,
     #[error(transparent)]

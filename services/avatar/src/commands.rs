@@ -313,7 +313,21 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Ask { question, opts } => crate::llm::ask(ctx, &question, &ask_args(opts)),
         Command::Chat { opts } => crate::llm::chat(ctx, &ask_args(opts)),
         Command::Voice { command } => match command {
-            VoiceCommand::Clips { json, export } => crate::voice::clips(ctx, json, export),
+            VoiceCommand::Clips {
+                json,
+                export,
+                all,
+                threshold,
+            } => crate::voice::clips(
+                ctx,
+                crate::voice::ClipsArgs {
+                    json,
+                    export,
+                    all,
+                    threshold,
+                },
+            ),
+            VoiceCommand::Person { clip, threshold } => crate::voice::person(ctx, &clip, threshold),
         },
         Command::Memory { command } => match command {
             MemoryCommand::Add { text, title, by } => memory_add(ctx, &text, title, by),

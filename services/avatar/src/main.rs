@@ -601,7 +601,9 @@ pub enum IdentityCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum VoiceCommand {
-    /// List the clips of speech: which recording, where in it, how long.
+    /// List the clips of speech: which recording, where in it, how long, and whose voice (clips
+    /// are grouped by speaker; once `avatar voice person` named one clip, only theirs are
+    /// listed).
     ///
     /// Example: avatar voice clips --export ~/clips   (writes each clip as a WAV to listen to)
     Clips {
@@ -611,6 +613,22 @@ pub enum VoiceCommand {
         /// Also write every clip's WAV into this folder, named by recording and time.
         #[arg(long, value_name = "DIR")]
         export: Option<PathBuf>,
+        /// Every speaker's clips, not only the person's (once a clip was named theirs).
+        #[arg(long)]
+        all: bool,
+        /// How alike (cosine of speaker embeddings, 0–1) clips must be to count as one voice.
+        #[arg(long, default_value_t = avatar_voice::speakers::DEFAULT_THRESHOLD)]
+        threshold: f32,
+    },
+    /// Say which clip is the person speaking: clips in the same voice are theirs, the others
+    /// (family, friends, the TV) are kept out of their voice.
+    ///
+    /// Example: avatar voice person 4341c42c3809476c21991a253103b2fa
+    Person {
+        /// A clip id from `avatar voice clips`.
+        clip: String,
+        #[arg(long, default_value_t = avatar_voice::speakers::DEFAULT_THRESHOLD)]
+        threshold: f32,
     },
 }
 

@@ -566,7 +566,8 @@ impl Processor<'_> {
                     Payload::ArtifactReceived(_)
                     | Payload::DeadLetter(_)
                     | Payload::TrainResult(_)
-                    | Payload::VoiceClip(_) => {}
+                    | Payload::VoiceClip(_)
+                    | Payload::VoiceReference(_) => {}
                 }
             }
             self.index.apply(batch_next, &upserts, &deletes)?;
