@@ -5,6 +5,7 @@
 //! * [`clips`]: voice-activity slicing into 2–12 s clips and rejection of silence, clipping and
 //!   music-only segments;
 //! * [`wav`]: the 16-bit WAV the clips are stored as;
+//! * [`pitch`]: YIN F0 at 100 Hz, median pitch, pitch shift and F0 error;
 //! * [`speaker`]: resemblyzer's speaker encoder in candle; [`speakers`]: clips grouped by voice.
 //!
 //! All of it is pure: bytes in, samples and clip boundaries out. Storage is the caller's.
@@ -12,6 +13,7 @@
 pub mod clips;
 pub mod decode;
 pub mod dsp;
+pub mod pitch;
 pub mod speaker;
 pub mod speakers;
 pub mod wav;
