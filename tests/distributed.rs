@@ -343,3 +343,127 @@ fn two_processors_share_the_partitions_and_agree_with_embedded() {
         "{out}"
     );
 }
+
+/// `avatar serve query` on a Kafka log serves the avatars of every partition from one
+/// process: each request reads its avatar's partition stores, tokens stay scoped, and a memory
+/// added through the API is appended for the processor to materialise.
+#[test]
+fn one_query_service_serves_avatars_of_every_partition() {
+    let Some(bin) = tansu() else { return };
+    let reap = Reaper::default();
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&bin, &tmp.path().join("broker"));
+    let log = broker.url("query", 4);
+    assert_ne!(
+        avatar_adapters::partition_for("ada", 4),
+        avatar_adapters::partition_for("bob", 4),
+        "the test needs its two avatars in different partitions"
+    );
+    let data = tmp.path().join("data");
+    init(&data, Some(&log));
+    ingest(
+        &data,
+        Some(&log),
+        "ada",
+        &samples().join("notes/engine-notes.md"),
+    );
+    ingest(
+        &data,
+        Some(&log),
+        "bob",
+        &samples().join("notes/tea-cake.txt"),
+    );
+    let mut c = cmd(&data);
+    c.args(["--log", &log, "serve", "processor", "--once"]);
+    run_ok(c, "processor --once");
+
+    let port = free_port();
+    let server = cmd(&data)
+        .args([
+            "--log",
+            &log,
+            "serve",
+            "query",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("query.log")).unwrap())
+        .spawn()
+        .unwrap();
+    reap.0.borrow_mut().push(server.id());
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ureq::get(&format!("{url}/healthz")).call().is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no query service: {}",
+            std::fs::read_to_string(tmp.path().join("query.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let token = |who: &str, role: &str| {
+        let mut c = cmd(&data);
+        c.args([
+            "--log", &log, "--avatar", who, "token", "create", "--role", role,
+        ]);
+        run_ok(c, "token create").trim().to_string()
+    };
+    let get = |path: &str, token: &str| -> (u16, serde_json::Value) {
+        match ureq::get(&format!("{url}{path}"))
+            .set("Authorization", &format!("Bearer {token}"))
+            .call()
+        {
+            Ok(r) => (
+                r.status(),
+                serde_json::from_str(&r.into_string().unwrap()).unwrap(),
+            ),
+            Err(ureq::Error::Status(code, r)) => (
+                code,
+                serde_json::from_str(&r.into_string().unwrap_or_default()).unwrap_or_default(),
+            ),
+            Err(e) => panic!("{path}: {e}"),
+        }
+    };
+    let (ada, bob) = (token("ada", "viewer"), token("bob", "editor"));
+    let (s, avatars) = get("/api/avatars", &ada);
+    assert_eq!(s, 200, "{avatars}");
+    assert_eq!(
+        avatars["avatars"].as_array().map(Vec::len),
+        Some(1),
+        "{avatars}"
+    );
+    assert_eq!(avatars["avatars"][0]["id"], "ada");
+    let (s, hits) = get("/api/search?avatar=ada&q=engine&mode=bm25", &ada);
+    assert_eq!(s, 200, "{hits}");
+    assert!(!hits["hits"].as_array().unwrap().is_empty(), "{hits}");
+    let (s, hits) = get("/api/search?avatar=bob&q=tea+cake&mode=bm25", &bob);
+    assert_eq!(s, 200, "{hits}");
+    assert!(!hits["hits"].as_array().unwrap().is_empty(), "{hits}");
+    // Ada's token does not open Bob's partition.
+    let (s, _) = get("/api/search?avatar=bob&q=tea&mode=bm25", &ada);
+    assert!(s == 403 || s == 404, "{s}");
+
+    // A memory through the API goes to Bob's partition; the processor makes it searchable.
+    let added = ureq::post(&format!("{url}/api/memories?avatar=bob"))
+        .set("Authorization", &format!("Bearer {bob}"))
+        .set("Content-Type", "application/json")
+        .send_string(r#"{"text": "Grandfather's quincemarmalade took nine quinces."}"#)
+        .unwrap();
+    assert!(added.status() == 200 || added.status() == 201);
+    let mut c = cmd(&data);
+    c.args(["--log", &log, "serve", "processor", "--once"]);
+    run_ok(c, "processor --once");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, hits) = get("/api/search?avatar=bob&q=quincemarmalade&mode=bm25", &bob);
+        if !hits["hits"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the memory never became searchable: {hits}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -360,7 +360,11 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Up { addr, base } => up(ctx, addr, base),
         Command::Serve {
             command: ServeCommand::Query { addr, base },
-        } => serve(ctx, ctx.open()?, addr, base),
+        } => match (&ctx.log, &ctx.avatar) {
+            // Kafka: one service for the avatars of every partition.
+            (Some(cfg), None) => serve_partitioned(ctx, cfg, addr, base),
+            _ => serve(ctx, ctx.open()?, addr, base),
+        },
         Command::Serve {
             command: ServeCommand::Trainer(args),
         } => crate::trainer_service::serve_trainer(ctx, &args),
@@ -1291,11 +1295,51 @@ fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<()> {
 /// Serves the query API over `app` until Ctrl-C / SIGTERM.
 fn serve(ctx: &Ctx, app: App, addr: std::net::SocketAddr, base: Option<String>) -> Result<()> {
     let tokens = std::sync::Arc::new(open_tokens(&app.dir)?);
-    let avatar_list = app.avatars()?;
+    let avatar_list: Vec<String> = app.avatars()?.into_iter().map(|a| a.avatar_id).collect();
     let backend = std::sync::Arc::new(crate::serve::EmbeddedBackend::new(app, base));
+    serve_backend(ctx, backend, tokens, &avatar_list, addr)
+}
+
+/// Serves the avatars of every partition of a Kafka log.
+fn serve_partitioned(
+    ctx: &Ctx,
+    cfg: &avatar_adapters::KafkaConfig,
+    addr: std::net::SocketAddr,
+    base: Option<String>,
+) -> Result<()> {
+    let kafka = avatar_adapters::KafkaLog::connect(cfg)
+        .with_context(|| format!("cannot connect to the Kafka log at {}", cfg.brokers))?;
+    std::fs::create_dir_all(&ctx.data)
+        .with_context(|| format!("cannot create data directory {}", ctx.data.display()))?;
+    let tokens = std::sync::Arc::new(open_tokens(&ctx.data)?);
+    let backend = std::sync::Arc::new(crate::query_router::PartitionedBackend::new(
+        ctx.data.clone(),
+        kafka,
+        base,
+    ));
+    let avatar_list: Vec<String> = avatar_query::Backend::avatars(backend.as_ref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    eprintln!(
+        "serving {} avatar(s) from every partition of Kafka topic {}",
+        avatar_list.len(),
+        cfg.topic
+    );
+    serve_backend(ctx, backend, tokens, &avatar_list, addr)
+}
+
+fn serve_backend(
+    ctx: &Ctx,
+    backend: std::sync::Arc<dyn avatar_query::Backend>,
+    tokens: std::sync::Arc<avatar_query::TokenStore>,
+    avatar_list: &[String],
+    addr: std::net::SocketAddr,
+) -> Result<()> {
     eprintln!("web UI and API: http://{addr}/  (OpenAI-compatible: http://{addr}/v1)");
-    let example = match avatar_list.as_slice() {
-        [one] => format!(" --avatar {}", one.avatar_id),
+    let example = match avatar_list {
+        [one] => format!(" --avatar {one}"),
         _ => " --avatar ID".to_string(),
     };
     eprintln!(

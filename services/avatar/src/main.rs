@@ -12,6 +12,7 @@ mod forget;
 mod json_file;
 mod llm;
 mod privacy;
+mod query_router;
 mod semantic;
 mod serve;
 mod trainer_service;

@@ -283,6 +283,15 @@ pub struct EmbeddedBackend {
     /// The embedder and vector store, shared outside the data directory's lock so searches
     /// embed concurrently (see [`crate::semantic::search_with`]).
     semantic: Option<Arc<crate::semantic::SemanticParts>>,
+    /// Models and queues, shared by the backends of every Kafka partition of one service.
+    shared: Arc<Shared>,
+    /// Whether this process runs the processors after appending (embedded). With a Kafka log
+    /// the processor service owns the partition's stores, so a new memory appears once it ran.
+    processes: bool,
+}
+
+/// What one query service holds once, whatever number of partitions it serves.
+pub struct Shared {
     /// Base model: `None` = the default (`infra/fetch-models.sh smollm2`).
     base_arg: Option<String>,
     base: Mutex<Option<Arc<BaseModel>>>,
@@ -293,6 +302,18 @@ pub struct EmbeddedBackend {
     /// beside a generation thrash that lock (measured: search p50 53 s with 80 searching and
     /// 20 asking clients), while a queue keeps each search to its own ~0.1 s.
     searches: Gate,
+}
+
+impl Shared {
+    pub fn new(base: Option<String>) -> Arc<Shared> {
+        Arc::new(Shared {
+            base_arg: base,
+            base: Mutex::new(None),
+            models: Mutex::new(HashMap::new()),
+            generations: Gate::new(generation_width()),
+            searches: Gate::new(1),
+        })
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> BackendError {
@@ -350,15 +371,17 @@ fn memory_view(r: &Record) -> MemoryView {
 
 impl EmbeddedBackend {
     pub fn new(app: App, base: Option<String>) -> EmbeddedBackend {
+        Self::with_shared(app, Shared::new(base))
+    }
+
+    /// A backend over one set of stores (a Kafka partition's) sharing models and queues.
+    pub fn with_shared(app: App, shared: Arc<Shared>) -> EmbeddedBackend {
         EmbeddedBackend {
             dir: app.dir.clone(),
             semantic: app.semantic.clone(),
+            processes: matches!(app.log, crate::app::AppLog::Sqlite(_)),
             app: Mutex::new(app),
-            base_arg: base,
-            base: Mutex::new(None),
-            models: Mutex::new(HashMap::new()),
-            generations: Gate::new(generation_width()),
-            searches: Gate::new(1),
+            shared,
         }
     }
 
@@ -377,7 +400,7 @@ impl EmbeddedBackend {
         k: usize,
         filters: &crate::semantic::Filters,
     ) -> BackendResult<Vec<crate::semantic::Hit>> {
-        let _turn = self.searches.enter()?;
+        let _turn = self.shared.searches.enter()?;
         let lock = || self.app().map_err(anyhow::Error::from);
         crate::semantic::search_with(
             &lock,
@@ -403,13 +426,14 @@ impl EmbeddedBackend {
     /// The base model, loaded on first use and kept. Unavailable when it is not installed.
     fn base(&self) -> BackendResult<Arc<BaseModel>> {
         let mut slot = self
+            .shared
             .base
             .lock()
             .map_err(|_| BackendError::Internal("the model lock is poisoned".into()))?;
         if let Some(b) = slot.as_ref() {
             return Ok(Arc::clone(b));
         }
-        match avatar_trainer::resolve_base(self.base_arg.as_deref()) {
+        match avatar_trainer::resolve_base(self.shared.base_arg.as_deref()) {
             Ok(_) => {}
             Err(avatar_trainer::TrainerError::NoBase(msg)) => {
                 return Err(BackendError::Unavailable(format!(
@@ -419,7 +443,8 @@ impl EmbeddedBackend {
             Err(e) => return Err(internal(e)),
         }
         let base = Arc::new(
-            crate::llm::load_base(self.base_arg.as_deref(), true).map_err(internal_anyhow)?,
+            crate::llm::load_base(self.shared.base_arg.as_deref(), true)
+                .map_err(internal_anyhow)?,
         );
         *slot = Some(Arc::clone(&base));
         Ok(base)
@@ -431,6 +456,7 @@ impl EmbeddedBackend {
         let card = crate::llm::card_path(&self.dir, avatar);
         let stamp = std::fs::metadata(&card).and_then(|m| m.modified()).ok();
         let mut models = self
+            .shared
             .models
             .lock()
             .map_err(|_| BackendError::Internal("the model lock is poisoned".into()))?;
@@ -597,7 +623,7 @@ impl Backend for EmbeddedBackend {
             stop: params.stop.clone(),
             ..SamplingParams::default()
         };
-        let _turn = self.generations.enter()?;
+        let _turn = self.shared.generations.enter()?;
         // The reply so far is checked before each piece goes out: a reply that starts reciting
         // the instructions (a hostile record asked for them) is cut there.
         let mut so_far = String::new();
@@ -666,8 +692,18 @@ impl Backend for EmbeddedBackend {
             avatar_ingest::IngestError::EmptyMemory => BackendError::BadRequest(e.to_string()),
             e => internal(e),
         })?;
-        Self::process(&app)?;
         let id = avatar_schemas::record_id(&event.id.to_string(), 0);
+        if !self.processes {
+            // The partition's processor materialises it shortly; answer from the event.
+            return Ok(MemoryView {
+                id,
+                text: m.text.clone(),
+                title: m.title.clone(),
+                added_by: m.added_by.clone(),
+                timestamp: Some(event.occurred_at),
+            });
+        }
+        Self::process(&app)?;
         match app.records.get(&id).map_err(internal)? {
             Some(r) => Ok(memory_view(&r)),
             None => Err(BackendError::Internal(format!(
