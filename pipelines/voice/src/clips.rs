@@ -178,7 +178,8 @@ pub fn slice_clips(
         duration_ms,
         ..Slicing::default()
     };
-    if rate == 0 || samples.is_empty() {
+    if !crate::decode::RATES.contains(&rate) || samples.is_empty() {
+        // Nothing a recording can hold: no clips (decode never yields such a rate).
         return Ok(out);
     }
     let analysis = dsp::highpass(

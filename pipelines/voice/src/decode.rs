@@ -15,6 +15,9 @@ use symphonia::core::probe::Hint;
 
 /// Longest recording decoded in one piece: 2 h of 48 kHz mono f32 is 1.4 GB in memory.
 pub const MAX_SECONDS: u64 = 2 * 3600;
+/// Sample rates a real recording has; a header outside them is damaged (a fuzzed WAV claiming
+/// 3.5 GHz made the resampler ask for gigabytes).
+pub const RATES: std::ops::RangeInclusive<u32> = 4_000..=384_000;
 
 /// File name endings read as recordings (audio, and video whose sound track is used).
 pub const EXTENSIONS: &[&str] = &[
@@ -155,6 +158,17 @@ pub fn decode(name: &str, bytes: &[u8]) -> Result<Audio, DecodeError> {
             Err(e) => return Err(DecodeError::Damaged(e.to_string())),
         };
         let spec = *decoded.spec();
+        if !RATES.contains(&spec.rate) {
+            return Err(DecodeError::Damaged(format!(
+                "implausible sample rate {} Hz",
+                spec.rate
+            )));
+        }
+        if !samples.is_empty() && spec.rate != sample_rate {
+            // A stream that changes rate midway: keep what came at the first rate.
+            skipped_packets += 1;
+            continue;
+        }
         sample_rate = spec.rate;
         channels = spec.channels.count().max(1);
         let needed = decoded.capacity() as u64;
@@ -266,6 +280,17 @@ mod tests {
             }
         }
         assert!(decode("empty.wav", b"").is_err());
+    }
+
+    #[test]
+    fn an_implausible_sample_rate_is_damage_not_an_allocation() {
+        // Found by the `recording` fuzz target: a WAV header claiming 3,540,000,576 Hz.
+        let mut bytes = encode_wav(&tone(8000, 0.5), 8000);
+        bytes[24..28].copy_from_slice(&3_540_000_576u32.to_le_bytes());
+        match decode("a.wav", &bytes) {
+            Err(DecodeError::Damaged(m)) => assert!(m.contains("sample rate"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
