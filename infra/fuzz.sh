@@ -14,6 +14,14 @@ cd pipelines/formats
 seeds="$(mktemp -d)"
 trap 'rm -rf "$seeds"' EXIT
 find ../../samples -type f -exec cp {} "$seeds/" \;
+# Short recordings for the `recording` target (the samples hold none): a tone and a silence.
+python3 - "$seeds" <<'PY'
+import math, struct, sys, wave
+for name, amp in (("tone.wav", 0.4), ("quiet.wav", 0.0)):
+    with wave.open(f"{sys.argv[1]}/{name}", "wb") as w:
+        w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000)
+        w.writeframes(b"".join(struct.pack("<h", int(amp * 32767 * math.sin(i / 8))) for i in range(4000)))
+PY
 targets=$(cargo fuzz list)
 # Sanitizer off: the parsers are safe Rust, so what we hunt is panics, hangs and runaway
 # memory; that also halves the build time.
