@@ -12,16 +12,24 @@ cd "$(dirname "$0")/.."
 VENV="${S3_VENV:-$HOME/.cache/avatar/s3-venv}"
 MOTO_VERSION=5.2.5
 
+# The moto command: the venv's, or (no venv module on this Python) a user install's.
+MOTO=("$VENV/bin/moto_server")
+PYTHON_FOR_MOTO="$VENV/bin/python"
+
 install() {
   if [ -x "$VENV/bin/moto_server" ]; then
     return
   fi
   echo "installing moto[server] $MOTO_VERSION into $VENV (once)" >&2
-  if ! python3 -m venv "$VENV" >&2; then
-    echo "python3 -m venv failed (Debian: apt-get install python3-venv)" >&2
-    exit 1
+  if python3 -m venv "$VENV" >&2 && "$VENV/bin/pip" install -q "moto[server]==$MOTO_VERSION" >&2; then
+    return
   fi
-  "$VENV/bin/pip" install -q "moto[server]==$MOTO_VERSION" >&2
+  rm -rf "$VENV"
+  echo "no venv here; installing moto[server] for this user instead" >&2
+  python3 -m pip install -q --user "moto[server]==$MOTO_VERSION" >&2 ||
+    python3 -m pip install -q --user --break-system-packages "moto[server]==$MOTO_VERSION" >&2
+  MOTO=(python3 -m moto.server)
+  PYTHON_FOR_MOTO=python3
 }
 
 free_port() {
@@ -33,12 +41,12 @@ start() {
   local port log pid
   port="${S3_PORT:-$(free_port)}"
   log="$(mktemp "${TMPDIR:-/tmp}/avatar-s3.XXXXXX.log")"
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  "${MOTO[@]}" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 1 150); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       # boto3 comes with moto: create the tests' bucket.
-      AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "$VENV/bin/python" -c '
+      AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "$PYTHON_FOR_MOTO" -c '
 import sys, boto3
 boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1").create_bucket(Bucket="avatar-test")
 ' "http://127.0.0.1:$port" >&2
