@@ -33,6 +33,17 @@ fi
 trap 'infra/kafka.sh stop "$TANSU_PID"; rm -rf "$TANSU_DATA"; [ -z "$S3_PID" ] || infra/s3.sh stop "$S3_PID"' EXIT
 export KAFKA_BROKERS TANSU_BIN
 
+# espeak-ng, the base TTS voice (Debian package), for the speak/eval tests; they skip, loudly,
+# where it cannot be installed.
+if ! command -v espeak-ng >/dev/null 2>&1; then
+  echo "== espeak-ng (apt, once)"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+      --no-install-recommends espeak-ng >/dev/null; } ||
+    echo "note: espeak-ng could not be installed; the speak and voice eval tests will skip"
+fi
+
 echo "== cargo test (workspace)"
 time cargo test --workspace --lib --bins --tests --locked
 

@@ -339,3 +339,83 @@ fn voices_are_told_apart_and_the_person_is_confirmed_by_one_clip() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("avatar voice clips"));
 }
+
+/// `avatar speak` and `avatar voice eval` with the base TTS voice (espeak-ng, when installed)
+/// and the two reference speech files as the person's clips.
+#[test]
+fn speak_uses_the_base_voice_and_says_so_and_eval_reports_the_figures() {
+    let Some(dir) = fixtures().map(|f| f.join("../reference")) else {
+        return;
+    };
+    if installed_model("resemblyzer/pretrained.pt", "resemblyzer").is_none() {
+        return;
+    }
+    if std::process::Command::new("espeak-ng")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: espeak-ng not installed (apt-get install espeak-ng)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    // Before any recording: the default pitch, and still a clear statement of which voice.
+    let early = tmp.path().join("early.wav");
+    let said = stdout(&ok(
+        &data,
+        &["speak", "Hello there.", "-o", early.to_str().unwrap()],
+    ));
+    assert!(
+        said.contains("base TTS voice") && said.contains("default pitch"),
+        "{said}"
+    );
+    let (a, b) = (dir.join("speech_a.wav"), dir.join("speech_b.wav"));
+    ok(&data, &["ingest", a.to_str().unwrap(), b.to_str().unwrap()]);
+
+    let out = tmp.path().join("advice.wav");
+    let said = stdout(&ok(
+        &data,
+        &[
+            "speak",
+            "Always finish what you start.",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    ));
+    assert!(said.contains("base TTS voice"), "{said}");
+    assert!(said.contains("not their voice"), "{said}");
+    assert!(
+        said.contains("pitch matched to Ada Lovelace's median"),
+        "{said}"
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[..4], b"RIFF");
+    let rate = u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]);
+    let seconds = (bytes.len() - 44) as f64 / 2.0 / rate as f64;
+    assert!(seconds > 1.0 && seconds < 10.0, "{seconds} s");
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&ok(&data, &["voice", "eval", "--json"]).stdout).unwrap();
+    let sim = &report["speaker_similarity"];
+    let real = sim["real_clips"].as_f64().unwrap();
+    let base = sim["base_tts"].as_f64().unwrap();
+    // The two espeak reference voices are 0.83 alike to resemblyzer (the reference README).
+    assert!((real - 0.83).abs() < 0.03, "{report}");
+    assert!((-1.0..=1.0).contains(&base), "{report}");
+    assert!(
+        sim["generated"].is_null() && report["wer"].is_null(),
+        "{report}"
+    );
+    assert!(
+        report["median_f0_hz"]["real"].as_f64().unwrap() > 80.0,
+        "{report}"
+    );
+    assert_eq!(report["clips"], 2);
+    let human = stdout(&ok(&data, &["voice", "eval"]));
+    assert!(
+        human.contains("not trained yet") && human.contains("WER"),
+        "{human}"
+    );
+}

@@ -304,7 +304,10 @@ mod tests {
         let input = include_bytes!("../testdata/mkv-size-underflow.bin");
         let panicked = std::panic::catch_unwind(|| decode_inner("a.mp3", &input[1..])).is_err();
         // Tests build dependencies with overflow checks, so the decoder does panic here.
-        assert!(panicked || !cfg!(debug_assertions), "the input no longer panics symphonia");
+        assert!(
+            panicked || !cfg!(debug_assertions),
+            "the input no longer panics symphonia"
+        );
         match decode("a.mp3", &input[1..]) {
             Err(DecodeError::Damaged(m)) if panicked => assert!(m.contains("crashed"), "{m}"),
             Err(_) | Ok(_) => assert!(!panicked, "a panic must become Damaged"),

@@ -6,6 +6,7 @@
 //!   music-only segments;
 //! * [`wav`]: the 16-bit WAV the clips are stored as;
 //! * [`pitch`]: YIN F0 at 100 Hz, median pitch, pitch shift and F0 error;
+//! * [`tts`]: espeak-ng as the base voice, its pitch matched to the person's;
 //! * [`speaker`]: resemblyzer's speaker encoder in candle; [`speakers`]: clips grouped by voice.
 //!
 //! All of it is pure: bytes in, samples and clip boundaries out. Storage is the caller's.
@@ -16,6 +17,7 @@ pub mod dsp;
 pub mod pitch;
 pub mod speaker;
 pub mod speakers;
+pub mod tts;
 pub mod wav;
 
 pub use clips::{slice_clips, Clip, ClipConfig, Rejected, Slicing};

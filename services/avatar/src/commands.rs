@@ -328,7 +328,26 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
                 },
             ),
             VoiceCommand::Person { clip, threshold } => crate::voice::person(ctx, &clip, threshold),
+            VoiceCommand::Eval {
+                json,
+                tts_voice,
+                threshold,
+            } => crate::voice::eval(ctx, json, &tts_voice, threshold),
         },
+        Command::Speak {
+            text,
+            output,
+            tts_voice,
+            threshold,
+        } => crate::voice::speak(
+            ctx,
+            crate::voice::SpeakArgs {
+                text,
+                output,
+                tts_voice,
+                threshold,
+            },
+        ),
         Command::Memory { command } => match command {
             MemoryCommand::Add { text, title, by } => memory_add(ctx, &text, title, by),
             MemoryCommand::List { json } => memory_list(ctx, json),

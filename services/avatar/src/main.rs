@@ -157,6 +157,20 @@ pub enum Command {
         #[command(subcommand)]
         command: EvalCommand,
     },
+    /// Say TEXT out loud into a WAV file. Until a voice model is trained for the avatar this is
+    /// the base TTS voice (espeak-ng), its pitch matched to the person's clips, and it says so.
+    ///
+    /// Example: avatar speak "Always finish what you start." -o advice.wav
+    Speak {
+        text: String,
+        #[arg(long, short)]
+        output: PathBuf,
+        /// espeak-ng voice of the base TTS (`espeak-ng --voices` lists them).
+        #[arg(long, default_value = "en-us")]
+        tts_voice: String,
+        #[arg(long, default_value_t = avatar_voice::speakers::DEFAULT_THRESHOLD)]
+        threshold: f32,
+    },
     /// The person's voice: the clips of speech cut from their recordings.
     ///
     /// Recordings (wav, flac, mp3, ogg/vorbis, m4a/aac, mp4/mov/mkv video) go in with
@@ -618,6 +632,18 @@ pub enum VoiceCommand {
         #[arg(long)]
         all: bool,
         /// How alike (cosine of speaker embeddings, 0–1) clips must be to count as one voice.
+        #[arg(long, default_value_t = avatar_voice::speakers::DEFAULT_THRESHOLD)]
+        threshold: f32,
+    },
+    /// How close speech is to the person's real voice: speaker similarity (resemblyzer) of their
+    /// clips to each other (the ceiling), of the base TTS voice and, once trained, of their voice
+    /// model; median pitch. Needs espeak-ng and the speaker encoder.
+    Eval {
+        #[arg(long)]
+        json: bool,
+        /// espeak-ng voice of the base TTS.
+        #[arg(long, default_value = "en-us")]
+        tts_voice: String,
         #[arg(long, default_value_t = avatar_voice::speakers::DEFAULT_THRESHOLD)]
         threshold: f32,
     },

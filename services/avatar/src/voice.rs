@@ -274,6 +274,229 @@ fn export_clip(blobs: &dyn BlobStore, dir: &Path, c: &VoiceClip) -> Result<PathB
     Ok(path)
 }
 
+/// The person's clips: those in the voice of the clip named with `avatar voice person`, or
+/// every clip (and a note) when none was named. Also says which.
+fn persons_clips(
+    app: &crate::app::App,
+    avatar: &avatar_schemas::AvatarCreated,
+    threshold: f32,
+) -> Result<(Vec<VoiceClip>, Option<Vec<Vec<f32>>>, bool)> {
+    let clips = avatar_clips(&app.log, &avatar.avatar_id)?;
+    let embeddings = if clips.is_empty() {
+        None
+    } else {
+        embeddings(app, &clips)?
+    };
+    let reference = reference(&app.log, &avatar.avatar_id, &clips)?;
+    let (Some(e), Some(r)) = (&embeddings, reference) else {
+        return Ok((clips, embeddings, false));
+    };
+    let labels = avatar_voice::speakers::cluster(e, threshold);
+    let keep: Vec<bool> = labels.iter().map(|&l| l == labels[r]).collect();
+    let clips = clips
+        .into_iter()
+        .zip(&keep)
+        .filter(|(_, &k)| k)
+        .map(|(c, _)| c)
+        .collect();
+    let e = e
+        .iter()
+        .zip(&keep)
+        .filter(|(_, &k)| k)
+        .map(|(v, _)| v.clone())
+        .collect();
+    Ok((clips, Some(e), true))
+}
+
+/// Median F0 over (up to 30 of) the clips, in Hz.
+fn median_pitch(app: &crate::app::App, clips: &[VoiceClip]) -> Result<Option<f32>> {
+    let mut all = Vec::new();
+    for c in clips.iter().take(30) {
+        let bytes = app.blobs.get(&c.audio)?;
+        let audio = avatar_voice::decode("clip.wav", &bytes)
+            .with_context(|| format!("clip {}'s audio cannot be read", c.id))?;
+        all.extend(avatar_voice::pitch::track(
+            &audio.samples,
+            audio.sample_rate,
+        )?);
+    }
+    Ok(avatar_voice::pitch::median(&all))
+}
+
+/// `avatar speak`.
+pub struct SpeakArgs {
+    pub text: String,
+    pub output: PathBuf,
+    pub tts_voice: String,
+    pub threshold: f32,
+}
+
+pub fn speak(ctx: &Ctx, args: SpeakArgs) -> Result<()> {
+    let app = ctx.open()?;
+    let avatar = app.avatar(ctx.avatar.as_deref())?;
+    let espeak = avatar_voice::tts::Espeak::find()?;
+    let (clips, _, confirmed) = persons_clips(&app, &avatar, args.threshold)?;
+    let target = median_pitch(&app, &clips)?;
+    let (pitch, pitch_note) = match target {
+        Some(hz) => {
+            let (p, got) = espeak.match_pitch(&args.tts_voice, hz)?;
+            (
+                p,
+                format!(
+                    "pitch matched to {}'s median {hz:.0} Hz{} (espeak pitch {p}, {got:.0} Hz)",
+                    avatar.name,
+                    if confirmed {
+                        ""
+                    } else {
+                        " (all clips: no `avatar voice person` yet)"
+                    }
+                ),
+            )
+        }
+        None => (
+            50,
+            "espeak's default pitch (no clips of their voice yet)".to_string(),
+        ),
+    };
+    let mut audio = espeak.speak(&args.text, &args.tts_voice, pitch)?;
+    avatar_voice::dsp::normalize_loudness(&mut audio.samples, audio.sample_rate, -20.0, 0.891);
+    std::fs::write(
+        &args.output,
+        avatar_voice::wav::encode_wav(&audio.samples, audio.sample_rate),
+    )
+    .with_context(|| format!("cannot write {}", args.output.display()))?;
+    println!(
+        "wrote {} ({:.1} s): the base TTS voice (espeak-ng {}), {pitch_note}. No voice model \
+         is trained for {} yet, so this is not their voice.",
+        args.output.display(),
+        audio.duration_ms() as f64 / 1000.0,
+        args.tts_voice,
+        avatar.name
+    );
+    Ok(())
+}
+
+/// Sentences the base voice says for `voice eval`.
+const EVAL_SENTENCES: &[&str] = &[
+    "When I was a girl we walked to school along the river every morning.",
+    "Always finish what you start, and tell the truth even when it costs you.",
+    "The best bread is the one you bake for somebody else on a cold Sunday.",
+];
+
+fn centroid(vs: &[&Vec<f32>]) -> Vec<f32> {
+    let dim = vs.first().map(|v| v.len()).unwrap_or(0);
+    let mut c = vec![0f32; dim];
+    for v in vs {
+        for (a, b) in c.iter_mut().zip(v.iter()) {
+            *a += b;
+        }
+    }
+    let n = c.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    c.iter().map(|x| x / n).collect()
+}
+
+/// `avatar voice eval`: how close speech is to the person's real voice, with the figures that
+/// keep similarity honest (pitch now; intelligibility once Whisper is in).
+pub fn eval(ctx: &Ctx, as_json: bool, tts_voice: &str, threshold: f32) -> Result<()> {
+    let app = ctx.open()?;
+    let avatar = app.avatar(ctx.avatar.as_deref())?;
+    let (clips, embeddings, confirmed) = persons_clips(&app, &avatar, threshold)?;
+    let Some(embeddings) = embeddings else {
+        anyhow::bail!(
+            "voice eval needs clips of {}'s voice and the speaker encoder \
+             (avatar ingest RECORDINGS; infra/fetch-models.sh resemblyzer)",
+            avatar.name
+        );
+    };
+    if clips.len() < 2 {
+        anyhow::bail!(
+            "voice eval needs at least 2 clips of {}'s voice (has {})",
+            avatar.name,
+            clips.len()
+        );
+    }
+    // Ceiling: each real clip against the centroid of the others.
+    let real: Vec<f32> = (0..embeddings.len())
+        .map(|i| {
+            let others: Vec<&Vec<f32>> = embeddings
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, v)| v)
+                .collect();
+            avatar_voice::speaker::cosine(&embeddings[i], &centroid(&others))
+        })
+        .collect();
+    let all: Vec<&Vec<f32>> = embeddings.iter().collect();
+    let person = centroid(&all);
+    let person_f0 = median_pitch(&app, &clips)?;
+
+    let weights = avatar_voice::speaker::default_weights()
+        .context("the speaker encoder is not installed (infra/fetch-models.sh resemblyzer)")?;
+    let encoder = avatar_voice::speaker::SpeakerEncoder::load(&weights)?;
+    let espeak = avatar_voice::tts::Espeak::find()?;
+    let pitch = match person_f0 {
+        Some(hz) => espeak.match_pitch(tts_voice, hz)?.0,
+        None => 50,
+    };
+    let mut base = Vec::new();
+    let mut base_f0 = Vec::new();
+    for s in EVAL_SENTENCES {
+        let a = espeak.speak(s, tts_voice, pitch)?;
+        let e = avatar_voice::speakers::embed_clip(&encoder, &a.samples, a.sample_rate)?;
+        base.push(avatar_voice::speaker::cosine(&e, &person));
+        base_f0.extend(avatar_voice::pitch::track(&a.samples, a.sample_rate)?);
+    }
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
+    let base_median = avatar_voice::pitch::median(&base_f0);
+    let report = serde_json::json!({
+        "avatar": avatar.avatar_id,
+        "clips": clips.len(),
+        "voice_confirmed": confirmed,
+        "speaker_similarity": {
+            "real_clips": mean(&real),
+            "base_tts": mean(&base),
+            "generated": null,
+        },
+        "median_f0_hz": { "real": person_f0, "base_tts": base_median },
+        "f0_error_cents": null,
+        "wer": null,
+        "mos": null,
+        "base_tts": format!("espeak-ng {tts_voice}, pitch {pitch}"),
+        "not_measured": "generated speech (no voice model is trained yet: conversion is not built), \
+                         WER (needs Whisper) and MOS (needs DNSMOS)",
+    });
+    if as_json {
+        println!("{report}");
+        return Ok(());
+    }
+    println!(
+        "{}'s voice: {} clip(s){}",
+        avatar.name,
+        clips.len(),
+        if confirmed {
+            ""
+        } else {
+            " (all voices: name theirs with `avatar voice person`)"
+        }
+    );
+    println!("speaker similarity (resemblyzer, cosine to their voice):");
+    println!("  their real clips (each vs the rest)  {:.3}", mean(&real));
+    println!(
+        "  base TTS voice (espeak-ng {tts_voice})     {:.3}",
+        mean(&base)
+    );
+    println!("  generated (their voice model)        not trained yet");
+    if let (Some(r), Some(b)) = (person_f0, base_median) {
+        println!(
+            "median pitch: theirs {r:.0} Hz, base TTS {b:.0} Hz ({:+.1} semitones)",
+            avatar_voice::pitch::semitones(r, b)
+        );
+    }
+    println!("not measured yet: intelligibility (WER, needs Whisper) and MOS");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
