@@ -274,13 +274,17 @@ fn export_clip(blobs: &dyn BlobStore, dir: &Path, c: &VoiceClip) -> Result<PathB
     Ok(path)
 }
 
+/// The clips taken as the person's voice, their embeddings (when the encoder is installed) and
+/// whether the user confirmed the voice with `avatar voice person`.
+type PersonsVoice = (Vec<VoiceClip>, Option<Vec<Vec<f32>>>, bool);
+
 /// The person's clips: those in the voice of the clip named with `avatar voice person`, or
 /// every clip (and a note) when none was named. Also says which.
 fn persons_clips(
     app: &crate::app::App,
     avatar: &avatar_schemas::AvatarCreated,
     threshold: f32,
-) -> Result<(Vec<VoiceClip>, Option<Vec<Vec<f32>>>, bool)> {
+) -> Result<PersonsVoice> {
     let clips = avatar_clips(&app.log, &avatar.avatar_id)?;
     let embeddings = if clips.is_empty() {
         None
