@@ -64,7 +64,8 @@ pub struct SpeakerEncoder {
 
 struct LstmLayer {
     w_ih_t: Tensor,
-    w_hh_t: Tensor,
+    /// W_hhᵀ (hidden × 4·hidden).
+    w_hh: Tensor,
     /// b_ih + b_hh: PyTorch adds both to every gate, so one sum is enough.
     bias: Tensor,
 }
@@ -121,7 +122,7 @@ impl SpeakerEncoder {
             let b_hh = get(&[4 * hidden], &format!("lstm.bias_hh_l{k}"))?;
             layers.push(LstmLayer {
                 w_ih_t: w_ih.t()?.contiguous()?,
-                w_hh_t: w_hh.t()?.contiguous()?,
+                w_hh: w_hh.t()?.contiguous()?,
                 bias: (b_ih + b_hh)?,
             });
         }
@@ -184,40 +185,68 @@ impl SpeakerEncoder {
     }
 
     /// (batch, frames, 40) mel frames → (batch, embedding), each row L2-normalised.
+    ///
+    /// The recurrence is one matmul per step plus one fused loop over the gates: built from
+    /// candle's elementwise ops (narrow, sigmoid, tanh, mul, add: a dozen tensors per step) it
+    /// was 9x slower than PyTorch's fused LSTM on the same input (benches/speaker.rs).
     fn forward(&self, mels: &Tensor) -> Result<Tensor, SpeakerError> {
         let (batch, steps, _) = mels.dims3()?;
-        let h_size = self.hidden;
+        let hs = self.hidden;
         // Time-major, so step t's input projection is one contiguous row block.
         let mut x = mels.transpose(0, 1)?.contiguous()?;
-        let mut h = Tensor::zeros((batch, h_size), DType::F32, &self.device)?;
+        let mut h = vec![0f32; batch * hs];
         for (k, layer) in self.layers.iter().enumerate() {
             let last = k + 1 == self.layers.len();
             let input = x.dim(2)?;
-            let xw = x
+            // All steps' input projections (plus both biases) in one matmul.
+            let xw: Vec<f32> = x
                 .reshape((steps * batch, input))?
                 .matmul(&layer.w_ih_t)?
                 .broadcast_add(&layer.bias)?
-                .reshape((steps, batch, 4 * h_size))?;
-            h = Tensor::zeros((batch, h_size), DType::F32, &self.device)?;
-            let mut c = h.clone();
-            let mut outputs = Vec::with_capacity(if last { 0 } else { steps });
+                .flatten_all()?
+                .to_vec1()?;
+            h = vec![0f32; batch * hs];
+            let mut c = vec![0f32; batch * hs];
+            let mut hw = vec![0f32; batch * 4 * hs];
+            let mut outputs: Vec<f32> =
+                Vec::with_capacity(if last { 0 } else { steps * batch * hs });
             for t in 0..steps {
-                let gates = (xw.get(t)? + h.matmul(&layer.w_hh_t)?)?;
-                // PyTorch's gate order: input, forget, cell, output.
-                let i = candle_nn::ops::sigmoid(&gates.narrow(1, 0, h_size)?)?;
-                let f = candle_nn::ops::sigmoid(&gates.narrow(1, h_size, h_size)?)?;
-                let g = gates.narrow(1, 2 * h_size, h_size)?.tanh()?;
-                let o = candle_nn::ops::sigmoid(&gates.narrow(1, 3 * h_size, h_size)?)?;
-                c = ((f * &c)? + (i * g)?)?;
-                h = (o * c.tanh()?)?;
+                // h·W_hhᵀ: candle's gemm (the shape is small, but its packed kernels beat
+                // plain loops without target features).
+                let hw_t =
+                    Tensor::from_slice(&h, (batch, hs), &self.device)?.matmul(&layer.w_hh)?;
+                hw.copy_from_slice(&hw_t.flatten_all()?.to_vec1::<f32>()?);
+                let xw_t = &xw[t * batch * 4 * hs..(t + 1) * batch * 4 * hs];
+                for (a, x) in hw.iter_mut().zip(xw_t) {
+                    *a += x;
+                }
+                // Gate nonlinearities over contiguous slices (they vectorise); PyTorch's gate
+                // order is input, forget, cell, output.
+                for b in 0..batch {
+                    let g = &mut hw[b * 4 * hs..(b + 1) * 4 * hs];
+                    let (ifg, o) = g.split_at_mut(3 * hs);
+                    let (i_f, cell) = ifg.split_at_mut(2 * hs);
+                    i_f.iter_mut().for_each(|v| *v = sigmoid(*v));
+                    o.iter_mut().for_each(|v| *v = sigmoid(*v));
+                    cell.iter_mut().for_each(|v| *v = tanh(*v));
+                    let cs = &mut c[b * hs..(b + 1) * hs];
+                    for j in 0..hs {
+                        cs[j] = i_f[hs + j] * cs[j] + i_f[j] * cell[j];
+                    }
+                    let hb = &mut h[b * hs..(b + 1) * hs];
+                    for j in 0..hs {
+                        hb[j] = o[j] * tanh(cs[j]);
+                    }
+                }
                 if !last {
-                    outputs.push(h.clone());
+                    outputs.extend_from_slice(&h);
                 }
             }
             if !last {
-                x = Tensor::stack(&outputs, 0)?;
+                x = Tensor::from_vec(outputs, (steps, batch, hs), &self.device)?;
             }
         }
+        let h = Tensor::from_vec(h, (batch, hs), &self.device)?;
         let embeds = h
             .matmul(&self.linear_w_t)?
             .broadcast_add(&self.linear_b)?
@@ -226,6 +255,30 @@ impl SpeakerEncoder {
         let norm = embeds.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12)?;
         Ok(embeds.broadcast_div(&norm)?)
     }
+}
+
+/// tanh as a rational function (Eigen's `generic_fast_tanh_float`: |error| < 1e-6 in f32),
+/// branch-free so loops over it vectorise; the libm call was most of the encoder's time.
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    let x = x.clamp(-7.905_311, 7.905_311);
+    let x2 = x * x;
+    let mut p = x2 * -2.760_768_5e-16 + 2.000_187_9e-13;
+    p = x2 * p + -8.604_671_5e-11;
+    p = x2 * p + 5.122_297e-8;
+    p = x2 * p + 1.485_722_4e-5;
+    p = x2 * p + 6.372_619_3e-4;
+    p = x2 * p + 4.893_524_6e-3;
+    p *= x;
+    let mut q = x2 * 1.198_258_4e-6 + 1.185_347_1e-4;
+    q = x2 * q + 2.268_434_6e-3;
+    q = x2 * q + 4.893_525_2e-3;
+    p / q
+}
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    0.5 + 0.5 * tanh(0.5 * x)
 }
 
 /// First mel frame of each partial window, as resemblyzer's `compute_partial_slices`: windows
@@ -746,6 +799,18 @@ mod tests {
                 ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn fast_tanh_and_sigmoid_match_libm() {
+        let mut worst = (0f32, 0f32);
+        for i in -20_000..=20_000 {
+            let x = i as f32 / 1_000.0;
+            let e = (tanh(x) - x.tanh()).abs();
+            let s = (sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs();
+            worst = (worst.0.max(e), worst.1.max(s));
+        }
+        assert!(worst.0 < 2e-6 && worst.1 < 1e-6, "{worst:?}");
     }
 
     #[test]
