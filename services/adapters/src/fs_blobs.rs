@@ -28,11 +28,8 @@ impl FsBlobStore {
     /// Where the blob `sha256` lives; `None` for anything that is not 64 lowercase hex digits,
     /// so a key can never name a path outside the store.
     fn path_of(&self, sha256: &str) -> Option<PathBuf> {
-        let valid = sha256.len() == 64
-            && sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        valid.then(|| self.dir.join(&sha256[..2]).join(&sha256[2..]))
+        let (fan, rest) = crate::blob_key_parts(sha256)?;
+        Some(self.dir.join(fan).join(rest))
     }
 }
 

@@ -51,6 +51,17 @@ impl<T, E: std::fmt::Display> OrBackend<T> for std::result::Result<T, E> {
     }
 }
 
+/// The two parts of blob `sha256`'s place in every blob store (`ab` / `cdef…`: the fan-out
+/// keeps folders small), or `None` unless it is 64 lowercase hex digits, so a key can never
+/// name anything outside the store.
+pub(crate) fn blob_key_parts(sha256: &str) -> Option<(&str, &str)> {
+    let valid = sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    valid.then(|| sha256.split_at(2))
+}
+
 /// The inverse of [`RecordKind::as_str`], for stores that keep the kind as text.
 pub(crate) fn record_kind_from_str(s: &str) -> Option<RecordKind> {
     Some(match s {

@@ -128,20 +128,14 @@ impl ObjectBlobStore {
         &self.shown
     }
 
-    /// The object key of blob `sha256`; `None` unless it is 64 lowercase hex digits, so a key
-    /// never escapes the prefix.
+    /// The object key of blob `sha256` (the file store's layout under the prefix); `None` for
+    /// a malformed key, which so never escapes the prefix.
     fn location(&self, sha256: &str) -> Option<ObjectPath> {
-        let valid = sha256.len() == 64
-            && sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !valid {
-            return None;
-        }
+        let (fan, rest) = crate::blob_key_parts(sha256)?;
         let key = if self.prefix.is_empty() {
-            format!("{}/{}", &sha256[..2], &sha256[2..])
+            format!("{fan}/{rest}")
         } else {
-            format!("{}/{}/{}", self.prefix, &sha256[..2], &sha256[2..])
+            format!("{}/{fan}/{rest}", self.prefix)
         };
         Some(ObjectPath::from(key))
     }
