@@ -116,18 +116,16 @@ pub fn forget(
             _ => false,
         }
     };
-    for s in app.log.all_of_kinds(&["records.recording"])? {
-        if let Payload::VoiceClip(c) = &s.event.payload {
-            if doomed(&s.event) {
-                dropped_blobs.insert(c.audio.clone());
-            }
-        }
-    }
-    for s in app.log.all_of_kinds(&["raw.artifact"])? {
-        if let Payload::ArtifactReceived(a) = &s.event.payload {
-            if doomed(&s.event) {
-                dropped_blobs.insert(a.sha256.clone());
-            }
+    // The blobs an event names: a raw artifact's bytes, a clip's audio.
+    let blob_of = |e: &Envelope| match &e.payload {
+        Payload::ArtifactReceived(a) => Some(a.sha256.clone()),
+        Payload::VoiceClip(c) => Some(c.audio.clone()),
+        _ => None,
+    };
+    const BLOB_KINDS: &[&str] = &["raw.artifact", "records.recording"];
+    for s in app.log.all_of_kinds(BLOB_KINDS)? {
+        if doomed(&s.event) {
+            dropped_blobs.extend(blob_of(&s.event));
         }
     }
     let events_removed = app
@@ -137,18 +135,9 @@ pub fn forget(
         .context("cannot remove the forgotten events from the log")?;
     // A blob another artifact or clip event (another avatar's, or a second name) still uses
     // stays.
-    for s in app
-        .log
-        .all_of_kinds(&["raw.artifact", "records.recording"])?
-    {
-        match &s.event.payload {
-            Payload::ArtifactReceived(a) => {
-                dropped_blobs.remove(&a.sha256);
-            }
-            Payload::VoiceClip(c) => {
-                dropped_blobs.remove(&c.audio);
-            }
-            _ => {}
+    for s in app.log.all_of_kinds(BLOB_KINDS)? {
+        if let Some(sha) = blob_of(&s.event) {
+            dropped_blobs.remove(&sha);
         }
     }
     let mut blobs_removed = 0;
