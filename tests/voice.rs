@@ -9,26 +9,9 @@ use std::path::{Path, PathBuf};
 
 const RATE: u32 = 22_050;
 
-/// A mono 16-bit WAV.
+/// A mono 16-bit WAV, as the voice pipeline writes its clips.
 fn wav(samples: &[f32], rate: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    let data = (samples.len() * 2) as u32;
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data.to_le_bytes());
-    for s in samples {
-        out.extend_from_slice(&((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes());
-    }
-    out
+    avatar_voice::wav::encode_wav(samples, rate)
 }
 
 /// Speech-like sound (a buzz with harmonics in syllables of 250 ms, pauses between words)
