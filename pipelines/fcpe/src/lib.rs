@@ -1,0 +1,1 @@
+//! FCPE neural pitch estimation in candle with torchfcpe's weights
