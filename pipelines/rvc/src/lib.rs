@@ -1,1 +1,19 @@
 //! RVC voice conversion in candle: the synthesiser (v1/v2, with and without pitch, NSF-HiFiGAN), RVC WebUI/Applio .pth loading, feature-index blending
+//!
+//! Port of the inference path of RVC's `SynthesizerTrnMs{256,768}NSFsid[_nono]`, checked
+//! against RVC's PyTorch code (see `reference/make_reference.py` and `tests/`).
+
+mod attentions;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+mod flow;
+mod nn;
+pub mod nsf;
+pub mod synth;
+mod text_encoder;
+
+pub use checkpoint::{Checkpoint, Weights};
+pub use config::{ResBlockKind, SynthConfig, Version};
+pub use error::{Result, RvcError};
+pub use synth::{Noise, SynthInput, Synthesis, Synthesizer};

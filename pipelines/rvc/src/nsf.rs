@@ -1,0 +1,306 @@
+//! `dec`: the HiFiGAN decoder, with RVC's neural-source-filter excitation for pitch models
+//! (GeneratorNSF + SourceModuleHnNSF) or without it (Generator, the `_nono` models).
+
+use candle_core::{Device, Tensor};
+
+use crate::checkpoint::Weights;
+use crate::config::{ResBlockKind, SynthConfig};
+use crate::error::{Result, RvcError};
+use crate::nn::{leaky_relu, Conv1d, ConvSpec, ConvTranspose1d};
+
+/// Slope RVC's decoder uses between layers (`modules.LRELU_SLOPE`).
+const LRELU_SLOPE: f64 = 0.1;
+/// SineGen defaults RVC keeps: amplitude 0.1, voiced noise std 0.003, no overtones.
+const SINE_AMP: f32 = 0.1;
+const NOISE_STD: f32 = 0.003;
+
+/// SineGen's excitation before the source module's linear+tanh, one value per output sample.
+///
+/// The phase is the running sum of `f0 / sr` over samples, with f0 held constant within
+/// each frame (`nearest` upsampling); RVC's wrap bookkeeping only adds whole periods,
+/// so the phase is kept modulo 1 here in f64. Voiced samples (f0 > 0) get
+/// `0.1 * sin(2 pi phase) + 0.003 * noise`, unvoiced ones `0.1 / 3 * noise`.
+pub fn sine_excitation(f0: &[f32], upp: usize, sr: u32, noise: &[f32]) -> Result<Vec<f32>> {
+    let n = f0.len() * upp;
+    if noise.len() != n {
+        return Err(RvcError::Input(format!(
+            "sine noise has {} samples, expected {n} (frames x hop)",
+            noise.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut phase = 0f64;
+    for (i, &f) in f0.iter().enumerate() {
+        // torch computes f0 / sr % 1 in float32.
+        let rad = f64::from((f / sr as f32).rem_euclid(1.0));
+        let voiced = f > 0.0;
+        for s in 0..upp {
+            phase = (phase + rad).fract();
+            let z = noise[i * upp + s];
+            out.push(if voiced {
+                SINE_AMP * (2.0 * std::f64::consts::PI * phase).sin() as f32 + NOISE_STD * z
+            } else {
+                SINE_AMP / 3.0 * z
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+enum ResBlock {
+    /// Pairs of (dilated conv, plain conv).
+    One(Vec<(Conv1d, Conv1d)>),
+    Two(Vec<Conv1d>),
+}
+
+impl ResBlock {
+    fn load(
+        w: &Weights,
+        prefix: &str,
+        kind: ResBlockKind,
+        ch: usize,
+        k: usize,
+        dil: &[usize],
+    ) -> Result<Self> {
+        let conv = |name: String, d: usize| {
+            Conv1d::load(
+                w,
+                &name,
+                ch,
+                ch,
+                ConvSpec {
+                    kernel: k,
+                    stride: 1,
+                    padding: (k * d - d) / 2,
+                    dilation: d,
+                    bias: true,
+                },
+            )
+        };
+        Ok(match kind {
+            ResBlockKind::One => Self::One(
+                dil.iter()
+                    .enumerate()
+                    .map(|(j, &d)| {
+                        Ok((
+                            conv(format!("{prefix}.convs1.{j}"), d)?,
+                            conv(format!("{prefix}.convs2.{j}"), 1)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            ResBlockKind::Two => Self::Two(
+                dil.iter()
+                    .enumerate()
+                    .map(|(j, &d)| conv(format!("{prefix}.convs.{j}"), d))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        match self {
+            Self::One(pairs) => {
+                for (c1, c2) in pairs {
+                    let xt = c1.forward(&leaky_relu(&x, LRELU_SLOPE)?)?;
+                    let xt = c2.forward(&leaky_relu(&xt, LRELU_SLOPE)?)?;
+                    x = (xt + x)?;
+                }
+            }
+            Self::Two(convs) => {
+                for c in convs {
+                    x = (c.forward(&leaky_relu(&x, LRELU_SLOPE)?)? + x)?;
+                }
+            }
+        }
+        Ok(x)
+    }
+}
+
+/// Pitch excitation inputs for the NSF decoder.
+pub struct Excitation<'a> {
+    /// Frame-rate f0 in Hz (0 = unvoiced).
+    pub f0: &'a [f32],
+    /// Standard-normal noise, one value per output sample.
+    pub noise: &'a [f32],
+}
+
+/// The NSF source: merges the sine excitation into one channel (`l_linear` + tanh).
+#[derive(Debug, Clone)]
+struct Source {
+    weight: f32,
+    bias: f32,
+    noise_convs: Vec<Conv1d>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    conv_pre: Conv1d,
+    cond: Conv1d,
+    ups: Vec<ConvTranspose1d>,
+    resblocks: Vec<Vec<ResBlock>>,
+    conv_post: Conv1d,
+    source: Option<Source>,
+    hop: usize,
+    sr: u32,
+}
+
+fn scalar(w: &Weights, name: &str, shape: &[usize]) -> Result<f32> {
+    let v = w.get(name, shape)?.flatten_all()?.to_vec1::<f32>()?;
+    v.first()
+        .copied()
+        .ok_or_else(|| RvcError::MissingWeight(name.to_string()))
+}
+
+impl Decoder {
+    pub fn load(w: &Weights, cfg: &SynthConfig, nsf: bool) -> Result<Self> {
+        let c0 = cfg.upsample_initial_channel;
+        let n_up = cfg.upsample_rates.len();
+        let mut ups = Vec::new();
+        let mut resblocks = Vec::new();
+        let mut noise_convs = Vec::new();
+        for (i, (&u, &k)) in cfg
+            .upsample_rates
+            .iter()
+            .zip(&cfg.upsample_kernel_sizes)
+            .enumerate()
+        {
+            let c_in = c0 >> i;
+            let c_out = c0 >> (i + 1);
+            ups.push(ConvTranspose1d::load(
+                w,
+                &format!("dec.ups.{i}"),
+                c_in,
+                c_out,
+                k,
+                u,
+            )?);
+            if nsf {
+                let spec = if i + 1 < n_up {
+                    let s: usize = cfg.upsample_rates[i + 1..].iter().product();
+                    ConvSpec {
+                        kernel: 2 * s,
+                        stride: s,
+                        padding: s / 2,
+                        dilation: 1,
+                        bias: true,
+                    }
+                } else {
+                    ConvSpec::same(1)
+                };
+                noise_convs.push(Conv1d::load(
+                    w,
+                    &format!("dec.noise_convs.{i}"),
+                    1,
+                    c_out,
+                    spec,
+                )?);
+            }
+            let nk = cfg.resblock_kernel_sizes.len();
+            resblocks.push(
+                cfg.resblock_kernel_sizes
+                    .iter()
+                    .zip(&cfg.resblock_dilation_sizes)
+                    .enumerate()
+                    .map(|(j, (&rk, d))| {
+                        ResBlock::load(
+                            w,
+                            &format!("dec.resblocks.{}", i * nk + j),
+                            cfg.resblock,
+                            c_out,
+                            rk,
+                            d,
+                        )
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            );
+        }
+        let source = if nsf {
+            Some(Source {
+                weight: scalar(w, "dec.m_source.l_linear.weight", &[1, 1])?,
+                bias: scalar(w, "dec.m_source.l_linear.bias", &[1])?,
+                noise_convs,
+            })
+        } else {
+            None
+        };
+        let post_spec = ConvSpec {
+            bias: false,
+            ..ConvSpec::same(7)
+        };
+        Ok(Self {
+            conv_pre: Conv1d::load(w, "dec.conv_pre", cfg.inter_channels, c0, ConvSpec::same(7))?,
+            cond: Conv1d::load(w, "dec.cond", cfg.gin_channels, c0, ConvSpec::same(1))?,
+            ups,
+            resblocks,
+            conv_post: Conv1d::load(w, "dec.conv_post", c0 >> n_up, 1, post_spec)?,
+            source,
+            hop: cfg.hop_length(),
+            sr: cfg.sr,
+        })
+    }
+
+    /// `z`: `[1, inter, frames]`, `g`: `[1, gin, 1]`; returns `frames * hop` samples in [-1, 1].
+    pub fn forward(
+        &self,
+        z: &Tensor,
+        g: &Tensor,
+        excitation: Option<&Excitation>,
+    ) -> Result<Vec<f32>> {
+        let frames = z.dim(2)?;
+        let har = match (&self.source, excitation) {
+            (Some(src), Some(ex)) => {
+                if ex.f0.len() != frames {
+                    return Err(RvcError::Input(format!(
+                        "f0 has {} frames, features have {frames}",
+                        ex.f0.len()
+                    )));
+                }
+                let s = sine_excitation(ex.f0, self.hop, self.sr, ex.noise)?;
+                let merged: Vec<f32> = s
+                    .iter()
+                    .map(|&v| (src.weight * v + src.bias).tanh())
+                    .collect();
+                let n = merged.len();
+                Some(Tensor::from_vec(merged, (1, 1, n), &Device::Cpu)?)
+            }
+            (None, None) => None,
+            (Some(_), None) => return Err(RvcError::Input("this model needs f0".into())),
+            (None, Some(_)) => {
+                return Err(RvcError::Input(
+                    "this model was trained without pitch".into(),
+                ))
+            }
+        };
+        let mut x = self
+            .conv_pre
+            .forward(z)?
+            .broadcast_add(&self.cond.forward(g)?)?;
+        for (i, (up, blocks)) in self.ups.iter().zip(&self.resblocks).enumerate() {
+            x = up.forward(&leaky_relu(&x, LRELU_SLOPE)?)?;
+            if let (Some(src), Some(har)) = (&self.source, &har) {
+                let conv = src
+                    .noise_convs
+                    .get(i)
+                    .ok_or_else(|| RvcError::MissingWeight(format!("dec.noise_convs.{i}")))?;
+                x = (x + conv.forward(har)?)?;
+            }
+            let mut xs: Option<Tensor> = None;
+            for b in blocks {
+                let y = b.forward(&x)?;
+                xs = Some(match xs {
+                    Some(acc) => (acc + y)?,
+                    None => y,
+                });
+            }
+            if let Some(xs) = xs {
+                x = (xs / blocks.len() as f64)?;
+            }
+        }
+        // The last activation is F.leaky_relu's default slope 0.01, not LRELU_SLOPE.
+        let x = self.conv_post.forward(&leaky_relu(&x, 0.01)?)?.tanh()?;
+        Ok(x.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
