@@ -15,6 +15,8 @@ exist) plus a random `final_proj`, and writes to `pipelines/content/testdata/`:
   fairseq.pt                             the same weights renamed into fairseq's layout, f16 like
                                          RVC's hubert_base.pt, weight_g/weight_v for the pos conv,
                                          saved as {"model": ..., "cfg": {...}, "args": None}
+  fairseq_namespace.pt                   a tiny older-style container (argparse.Namespace "args")
+                                         for the loader's config walk
   reference.safetensors                  "input" (the waveform), "features" (conv stack output),
                                          "hidden.N" for N = 0..12 (0 = after the encoder's
                                          LayerNorm, N = after layer N), "proj.9" and "proj.12"
@@ -141,6 +143,30 @@ def to_fairseq(state, final_proj):
     return {k: v.detach().half().contiguous() for k, v in out.items()}
 
 
+def write_namespace_checkpoint():
+    """An older fairseq container: hyper-parameters in an argparse.Namespace under "args", plus the
+    bookkeeping entries real checkpoints carry (optimizer history, floats, big ints, tuples,
+    None). Only the loader's pickle walk is tested with it, so it holds one small tensor."""
+    import argparse
+
+    args = argparse.Namespace(
+        arch="hubert", encoder_attention_heads=3, encoder_embed_dim=96, extractor_mode="default",
+        layer_norm_first=False, normalize=False, dropout=0.1, conv_pos=128, label_rate=50.0,
+        conv_feature_layers="[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2",
+        labels=["km"], max_tokens=1400000, seed=1337, fp16=True, data=None, betas=(0.9, 0.98),
+    )
+    state = {
+        "args": args,
+        "cfg": None,
+        "model": {"final_proj.weight": torch.arange(6, dtype=torch.float16).reshape(2, 3)},
+        "optimizer_history": [{"criterion_name": "HubertCriterion", "num_updates": 400000,
+                               "lr_scheduler_state": {"best": 2.5}}],
+        "extra_state": {"epoch": 3, "val_loss": 1.5, "big": 2 ** 40, "neg": -7},
+        "last_optimizer_state": None,
+    }
+    torch.save(state, os.path.join(OUT, "fairseq_namespace.pt"))
+
+
 def main():
     torch.manual_seed(0)
     cfg, model, final_proj = build_model()
@@ -190,6 +216,7 @@ def main():
     torch.save({"model": fair, "cfg": {"model": model_cfg, "task": task_cfg}, "args": None},
                os.path.join(OUT, "fairseq.pt"))
     save_file({"input": wav.contiguous(), **ref}, os.path.join(OUT, "reference.safetensors"))
+    write_namespace_checkpoint()
     for root, _, files in os.walk(OUT):
         for f in sorted(files):
             p = os.path.join(root, f)

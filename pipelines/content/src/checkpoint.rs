@@ -201,13 +201,21 @@ fn read_pickle_root(path: &Path) -> Result<Object> {
     let entry = zip
         .by_name(&pkl)
         .map_err(|e| bad(format!("cannot open {pkl}: {e}")))?;
+    // candle's unpickler covers what torch.save writes (pickle protocol 2); anything else gets a
+    // way out that needs no new code.
+    let unpickle = |e: candle_core::Error| {
+        bad(format!(
+            "cannot unpickle {pkl}: {e}. Converting the weights to safetensors avoids the pickle: \
+             `python -c \"import torch; from safetensors.torch import save_file; \
+             m = torch.load('IN.pt', map_location='cpu', weights_only=False)['model']; \
+             save_file({{k: v.contiguous() for k, v in m.items()}}, 'model.safetensors')\"`"
+        ))
+    };
     let mut stack = Stack::empty();
     stack
         .read_loop(&mut std::io::BufReader::new(entry))
-        .map_err(|e| bad(format!("cannot unpickle {pkl}: {e}")))?;
-    stack
-        .finalize()
-        .map_err(|e| bad(format!("cannot unpickle {pkl}: {e}")))
+        .map_err(unpickle)?;
+    stack.finalize().map_err(unpickle)
 }
 
 fn dict_get<'a>(obj: &'a Object, key: &str) -> Option<&'a Object> {

@@ -186,3 +186,30 @@ fn foreign_and_truncated_files_are_errors() -> TestResult {
     assert!(e.to_string().contains("data.pkl"), "{e}");
     Ok(())
 }
+
+/// Older fairseq containers keep the hyper-parameters in an `argparse.Namespace` next to
+/// optimizer history and other bookkeeping; the loader must walk past all of it.
+#[test]
+fn namespace_args_are_read_for_hints() -> TestResult {
+    let ck = avatar_content::checkpoint::read(&testdata().join("fairseq_namespace.pt"))?;
+    assert_eq!(ck.layout, avatar_content::Layout::Fairseq);
+    assert_eq!(ck.hints.heads, Some(3));
+    assert_eq!(ck.hints.layer_norm_first, Some(false));
+    assert_eq!(ck.hints.layer_norm_extractor, Some(false));
+    assert_eq!(ck.hints.normalize, Some(false));
+    let w = ck
+        .tensors
+        .get("final_proj.weight")
+        .ok_or("final_proj.weight not read")?;
+    assert_eq!(w.dtype(), DType::F32);
+    assert_eq!(
+        w.to_vec2::<f32>()?,
+        vec![vec![0., 1., 2.], vec![3., 4., 5.]]
+    );
+    // and it is not a whole model
+    assert!(matches!(
+        load_err(&testdata().join("fairseq_namespace.pt")),
+        ContentError::MissingTensor { .. }
+    ));
+    Ok(())
+}
