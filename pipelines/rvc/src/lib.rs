@@ -6,8 +6,10 @@
 mod attentions;
 pub mod checkpoint;
 pub mod config;
+pub mod convert;
 pub mod error;
 mod flow;
+pub mod index;
 mod nn;
 pub mod nsf;
 pub mod synth;
@@ -15,5 +17,9 @@ mod text_encoder;
 
 pub use checkpoint::{Checkpoint, Weights};
 pub use config::{ResBlockKind, SynthConfig, Version};
+pub use convert::{
+    f0_to_coarse, protect, shift_pitch, synthesize_chunked, upsample_features_2x, Chunking,
+};
 pub use error::{Result, RvcError};
-pub use synth::{Noise, SynthInput, Synthesis, Synthesizer};
+pub use index::FeatureIndex;
+pub use synth::{Latent, Noise, SynthInput, Synthesis, Synthesizer};

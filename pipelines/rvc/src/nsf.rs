@@ -20,7 +20,14 @@ const NOISE_STD: f32 = 0.003;
 /// each frame (`nearest` upsampling); RVC's wrap bookkeeping only adds whole periods,
 /// so the phase is kept modulo 1 here in f64. Voiced samples (f0 > 0) get
 /// `0.1 * sin(2 pi phase) + 0.003 * noise`, unvoiced ones `0.1 / 3 * noise`.
-pub fn sine_excitation(f0: &[f32], upp: usize, sr: u32, noise: &[f32]) -> Result<Vec<f32>> {
+/// `start_phase` (in periods) continues a signal from an earlier window (see [`phase_after`]).
+pub fn sine_excitation(
+    f0: &[f32],
+    upp: usize,
+    sr: u32,
+    noise: &[f32],
+    start_phase: f64,
+) -> Result<Vec<f32>> {
     let n = f0.len() * upp;
     if noise.len() != n {
         return Err(RvcError::Input(format!(
@@ -29,10 +36,9 @@ pub fn sine_excitation(f0: &[f32], upp: usize, sr: u32, noise: &[f32]) -> Result
         )));
     }
     let mut out = Vec::with_capacity(n);
-    let mut phase = 0f64;
+    let mut phase = start_phase.rem_euclid(1.0);
     for (i, &f) in f0.iter().enumerate() {
-        // torch computes f0 / sr % 1 in float32.
-        let rad = f64::from((f / sr as f32).rem_euclid(1.0));
+        let rad = phase_step(f, sr);
         let voiced = f > 0.0;
         for s in 0..upp {
             phase = (phase + rad).fract();
@@ -45,6 +51,19 @@ pub fn sine_excitation(f0: &[f32], upp: usize, sr: u32, noise: &[f32]) -> Result
         }
     }
     Ok(out)
+}
+
+/// Phase advance per sample for f0 `f`; torch computes `f0 / sr % 1` in float32.
+fn phase_step(f: f32, sr: u32) -> f64 {
+    f64::from((f / sr as f32).rem_euclid(1.0))
+}
+
+/// The sine source's phase (in periods, modulo 1) after the frames `f0`, so a window
+/// starting there continues the same waveform.
+pub fn phase_after(f0: &[f32], upp: usize, sr: u32) -> f64 {
+    f0.iter().fold(0f64, |p, &f| {
+        (p + phase_step(f, sr) * upp as f64).rem_euclid(1.0)
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +144,8 @@ pub struct Excitation<'a> {
     pub f0: &'a [f32],
     /// Standard-normal noise, one value per output sample.
     pub noise: &'a [f32],
+    /// Sine phase (periods) at the first sample; 0 for a whole utterance.
+    pub start_phase: f64,
 }
 
 /// The NSF source: merges the sine excitation into one channel (`l_linear` + tanh).
@@ -145,6 +166,37 @@ pub struct Decoder {
     source: Option<Source>,
     hop: usize,
     sr: u32,
+    /// Frames of context each side beyond which an output sample cannot see.
+    receptive_frames: usize,
+}
+
+/// How far (in frames, rounded up) the decoder looks to either side of an output sample:
+/// conv_pre, each transposed conv and the widest resblock of each stage, conv_post.
+fn receptive_frames(cfg: &SynthConfig) -> usize {
+    let mut rate = 1usize; // samples per frame at the current stage
+    let mut frames = 3.0f64; // conv_pre, kernel 7
+    for (&u, &k) in cfg.upsample_rates.iter().zip(&cfg.upsample_kernel_sizes) {
+        frames += (k as f64 / u as f64).ceil() / rate as f64;
+        rate *= u;
+        let widest = cfg
+            .resblock_kernel_sizes
+            .iter()
+            .zip(&cfg.resblock_dilation_sizes)
+            .map(|(&rk, d)| {
+                let half = (rk - 1) / 2;
+                let plain = match cfg.resblock {
+                    ResBlockKind::One => d.len(),
+                    ResBlockKind::Two => 0,
+                };
+                half * (d.iter().sum::<usize>() + plain)
+            })
+            .max()
+            .unwrap_or(0);
+        // Noise convs read up to one stride of the excitation either side.
+        frames += (widest as f64 + 2.0) / rate as f64;
+    }
+    frames += 3.0 / rate as f64; // conv_post, kernel 7
+    frames.ceil() as usize
 }
 
 fn scalar(w: &Weights, name: &str, shape: &[usize]) -> Result<f32> {
@@ -239,7 +291,13 @@ impl Decoder {
             source,
             hop: cfg.hop_length(),
             sr: cfg.sr,
+            receptive_frames: receptive_frames(cfg),
         })
+    }
+
+    /// Context (frames each side) that makes windowed decoding equal to whole decoding.
+    pub fn receptive_frames(&self) -> usize {
+        self.receptive_frames
     }
 
     /// `z`: `[1, inter, frames]`, `g`: `[1, gin, 1]`; returns `frames * hop` samples in [-1, 1].
@@ -258,7 +316,7 @@ impl Decoder {
                         ex.f0.len()
                     )));
                 }
-                let s = sine_excitation(ex.f0, self.hop, self.sr, ex.noise)?;
+                let s = sine_excitation(ex.f0, self.hop, self.sr, ex.noise, ex.start_phase)?;
                 let merged: Vec<f32> = s
                     .iter()
                     .map(|&v| (src.weight * v + src.bias).tanh())

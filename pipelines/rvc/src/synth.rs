@@ -150,19 +150,39 @@ impl Synthesizer {
 
     /// Synthesise with given noise (as PyTorch RVC would have drawn it).
     pub fn infer_with_noise(&self, input: &SynthInput, noise: &Noise) -> Result<Synthesis> {
+        let Latent { m_p, logs_p, z } = self.latent(input, &noise.prior)?;
+        let audio = self.decode(&z, input.speaker, input.f0, &noise.sine, 0.0)?;
+        Ok(Synthesis {
+            audio,
+            m_p,
+            logs_p,
+            z,
+        })
+    }
+
+    fn speaker(&self, speaker: usize) -> Result<Tensor> {
+        if speaker >= self.config.spk_embed_dim {
+            return Err(RvcError::Input(format!(
+                "speaker {speaker} out of range (model has {})",
+                self.config.spk_embed_dim
+            )));
+        }
+        Ok(self
+            .emb_g
+            .narrow(0, speaker, 1)?
+            .reshape((1, self.config.gin_channels, 1))?)
+    }
+
+    /// Phone encoder, prior sample and reverse flow: the decoder's input for `input`.
+    pub fn latent(&self, input: &SynthInput, prior_noise: &[f32]) -> Result<Latent> {
         let dev = Device::Cpu;
         let frames = self.frames(input)?;
         let inter = self.config.inter_channels;
-        if input.speaker >= self.config.spk_embed_dim {
-            return Err(RvcError::Input(format!(
-                "speaker {} out of range (model has {})",
-                input.speaker, self.config.spk_embed_dim
-            )));
-        }
-        if noise.prior.len() != inter * frames {
+        let g = self.speaker(input.speaker)?;
+        if prior_noise.len() != inter * frames {
             return Err(RvcError::Input(format!(
                 "prior noise has {} values, expected {inter} x {frames}",
-                noise.prior.len()
+                prior_noise.len()
             )));
         }
         let pitch = match (self.f0, input.pitch, input.f0) {
@@ -193,27 +213,54 @@ impl Synthesizer {
             }
         };
         let phone = Tensor::from_slice(input.features, (frames, self.feature_dim()), &dev)?;
-        let g =
-            self.emb_g
-                .narrow(0, input.speaker, 1)?
-                .reshape((1, self.config.gin_channels, 1))?;
         let (m_p, logs_p) = self.enc_p.forward(&phone, pitch.as_ref())?;
-        let eps = Tensor::from_slice(&noise.prior, (inter, frames), &dev)?;
+        let eps = Tensor::from_slice(prior_noise, (inter, frames), &dev)?;
         let z_p = (&m_p + (logs_p.exp()? * eps)?.affine(PRIOR_NOISE_SCALE, 0.0)?)?;
-        let z = self.flow.reverse(&z_p.unsqueeze(0)?, &g)?;
-        let excitation = match input.f0 {
+        let z = self.flow.reverse(&z_p.unsqueeze(0)?, &g)?.squeeze(0)?;
+        Ok(Latent { m_p, logs_p, z })
+    }
+
+    /// Decode latent frames `z` (`[inter, frames]`) to audio. Pitch models need `f0` (one
+    /// per frame) and `sine_noise` (one per sample); `start_phase` continues the sine source
+    /// from an earlier window (0 for a whole utterance).
+    pub fn decode(
+        &self,
+        z: &Tensor,
+        speaker: usize,
+        f0: Option<&[f32]>,
+        sine_noise: &[f32],
+        start_phase: f64,
+    ) -> Result<Vec<f32>> {
+        let g = self.speaker(speaker)?;
+        let (c, _) = z.dims2()?;
+        if c != self.config.inter_channels {
+            return Err(RvcError::Input(format!(
+                "latent has {c} channels, model has {}",
+                self.config.inter_channels
+            )));
+        }
+        let excitation = match f0 {
             Some(f0) if self.f0 => Some(Excitation {
                 f0,
-                noise: &noise.sine,
+                noise: sine_noise,
+                start_phase,
             }),
             _ => None,
         };
-        let audio = self.dec.forward(&z, &g, excitation.as_ref())?;
-        Ok(Synthesis {
-            audio,
-            m_p,
-            logs_p,
-            z: z.squeeze(0)?,
-        })
+        self.dec.forward(&z.unsqueeze(0)?, &g, excitation.as_ref())
     }
+
+    /// Frames of latent context each side that make windowed decoding exact.
+    pub fn decoder_receptive_frames(&self) -> usize {
+        self.dec.receptive_frames()
+    }
+}
+
+/// The decoder input of one utterance and the prior it was sampled from.
+#[derive(Debug, Clone)]
+pub struct Latent {
+    /// `[inter, frames]`
+    pub m_p: Tensor,
+    pub logs_p: Tensor,
+    pub z: Tensor,
 }
