@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 
 use crate::assets::{self, VerifiedModel};
-use crate::checkpoint::{self, Layout};
+use crate::checkpoint::{self, Checkpoint, Layout};
 use crate::error::Result;
 use crate::hubert::{self, Hubert, HubertConfig};
 
@@ -44,7 +44,11 @@ impl ContentEncoder {
     /// Load a checkpoint file (fairseq `.pt`, HF `model.safetensors` / `pytorch_model.bin`) or a
     /// folder holding one, WITHOUT hash checks: for weights the caller has vouched for.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let ck = checkpoint::read(path.as_ref())?;
+        Self::from_checkpoint(checkpoint::read(path.as_ref())?)
+    }
+
+    /// Build from tensors already read (see [`checkpoint::read`]), e.g. weights made in memory.
+    pub fn from_checkpoint(ck: Checkpoint) -> Result<Self> {
         let model = Hubert::from_checkpoint(&ck)?;
         Ok(Self {
             model,
