@@ -21,6 +21,13 @@ Writes pipelines/fcpe/testdata/reference.json: per signal the raw torchfcpe f0 o
 each frame's confidence (max of the 360 sigmoid outputs; a frame is voiced when it is > threshold),
 voiced counts and median voiced f0; and for the synthetic signal five full mel frames (log mel,
 128 bins) from torchfcpe's Wav2Mel.
+
+It also writes testdata/tiny_random.pt, a randomly initialised CFNaiveMelPE (seed 0) with other
+hyper-parameters than the bundled one (16 mels, n_fft 512, fmax 7000, hidden 8, 2 layers, 20
+bins, torch's parametrised weight norm), saved the way torchfcpe's checkpoints are
+({'global_step', 'model', 'config_dict'}), and testdata/tiny_reference.json: its activations
+and f0 on the glide as torchfcpe's spawn_infer_model_from_pt computes them. That pins down that
+the port reads its sizes from the checkpoint's config.
 """
 
 import json
@@ -139,6 +146,47 @@ def main():
 
     (OUT / "reference.json").write_text(json.dumps(result, indent=1) + "\n")
     print("wrote", OUT / "reference.json")
+    tiny(torchfcpe, signals["glide"])
+
+
+TINY_CONFIG = {
+    "mel": {"sr": 16000, "num_mels": 16, "n_fft": 512, "win_size": 512, "hop_size": 160,
+            "fmin": 0, "fmax": 7000},
+    "model": {"type": "CFNaiveMelPE", "out_dims": 20, "hidden_dims": 8, "n_layers": 2,
+              "n_heads": 2, "f0_min": 32.7, "f0_max": 1975.5, "use_fa_norm": False,
+              "conv_only": True},
+}
+
+
+def tiny(torchfcpe, glide_signal):
+    """A small random model through torchfcpe's own loading and inference path."""
+    torch.manual_seed(0)
+    net = torchfcpe.spawn_model(torchfcpe.tools.DotDict(TINY_CONFIG))
+    with torch.no_grad():
+        # Larger than the default init so the activations are not all ~0.5.
+        for p in net.parameters():
+            p.mul_(3.0)
+    path = OUT / "tiny_random.pt"
+    torch.save({"global_step": 0, "model": net.state_dict(), "config_dict": TINY_CONFIG}, path)
+    model = torchfcpe.spawn_infer_model_from_pt(str(path), device="cpu")
+    s16 = to_s16(glide_signal)
+    wav = torch.from_numpy(s16.astype(np.float32) / 32768.0)[None, :, None]
+    with torch.no_grad():
+        mel = model.wav2mel(wav, SR)
+        latent = model.model.forward(mel)
+        f0 = model.infer(wav, SR, decoder_mode="local_argmax", threshold=THRESHOLD)
+    out = {
+        "source": "pipelines/fcpe/reference/make_reference.py",
+        "input": "glide_16k.s16",
+        "frames": int(latent.shape[1]),
+        "state_dict_keys": sorted(net.state_dict().keys()),
+        "mel_frame_100": [round(float(v), 5) for v in mel[0, 100].numpy()],
+        "activations_first_40": [[round(float(v), 6) for v in row] for row in latent[0, :40].numpy()],
+        "activations_frame_200": [round(float(v), 6) for v in latent[0, 200].numpy()],
+        "f0": [round(float(v), 4) for v in f0[0, :, 0].numpy()],
+    }
+    (OUT / "tiny_reference.json").write_text(json.dumps(out, indent=1) + "\n")
+    print("wrote", path, f"({path.stat().st_size} bytes) and tiny_reference.json")
 
 
 if __name__ == "__main__":
