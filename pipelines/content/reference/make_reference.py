@@ -12,6 +12,8 @@ exist) plus a random `final_proj`, and writes to `pipelines/content/testdata/`:
 
   hf/config.json, hf/model.safetensors   Hugging Face `HubertModel` layout (f32) + `final_proj`
                                          (the ContentVec-in-HF layout)
+  hf_bin/pytorch_model.bin, config.json  the same in HF layout as a torch pickle (OrderedDict, f16),
+                                         as ContentVec's HF port is distributed
   fairseq.pt                             the same weights renamed into fairseq's layout, f16 like
                                          RVC's hubert_base.pt, weight_g/weight_v for the pos conv,
                                          saved as {"model": ..., "cfg": {...}, "args": None}
@@ -28,6 +30,7 @@ how far that is from an f64 run, which is the scale of the tolerance the Rust te
 """
 
 import json
+from collections import OrderedDict
 import math
 import os
 
@@ -140,7 +143,10 @@ def to_fairseq(state, final_proj):
     out["final_proj.weight"] = final_proj.weight.detach()
     out["final_proj.bias"] = final_proj.bias.detach()
     out["label_embs_concat"] = torch.zeros(10, PROJ)
-    return {k: v.detach().half().contiguous() for k, v in out.items()}
+    # A real fairseq state dict is an OrderedDict carrying `_metadata`; keep that shape.
+    od = OrderedDict((k, v.detach().half().contiguous()) for k, v in out.items())
+    od._metadata = getattr(state, "_metadata", OrderedDict())
+    return od
 
 
 def write_namespace_checkpoint():
@@ -198,7 +204,17 @@ def main():
         d["classifier_proj_size"] = PROJ
         json.dump(d, f, indent=1, sort_keys=True)
 
-    fair = to_fairseq(state, final_proj)
+    # ContentVec in HF layout usually comes as pytorch_model.bin: a bare OrderedDict, f16 here.
+    os.makedirs(os.path.join(OUT, "hf_bin"), exist_ok=True)
+    sd = model.state_dict()
+    bin_sd = OrderedDict((k, v.detach().half().contiguous()) for k, v in hf.items())
+    bin_sd._metadata = sd._metadata
+    torch.save(bin_sd, os.path.join(OUT, "hf_bin", "pytorch_model.bin"))
+    with open(os.path.join(OUT, "hf", "config.json")) as src, \
+            open(os.path.join(OUT, "hf_bin", "config.json"), "w") as dst:
+        dst.write(src.read())
+
+    fair = to_fairseq(sd, final_proj)
     task_cfg = {"normalize": False, "sample_rate": 16000}
     model_cfg = {
         "_name": "hubert",

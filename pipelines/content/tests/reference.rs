@@ -80,6 +80,15 @@ fn hugging_face_layout_matches_pytorch() -> TestResult {
     check_all(&enc, "HF safetensors (parametrizations.weight.original0/1)")
 }
 
+#[test]
+fn hugging_face_pytorch_model_bin_matches_pytorch() -> TestResult {
+    // a bare (OrderedDict) state dict in f16, as ContentVec's HF port ships
+    let enc = ContentEncoder::load(testdata().join("hf_bin"))?;
+    assert_eq!(enc.layout(), Layout::HuggingFace);
+    assert!(enc.path().ends_with("pytorch_model.bin"));
+    check_all(&enc, "HF pytorch_model.bin f16")
+}
+
 /// Copy the HF model into `dir` with the tensors passed through `edit`.
 fn hf_variant(
     dir: &Path,
