@@ -12,6 +12,10 @@ use candle_core::{DType, Device, Tensor, D};
 use crate::checkpoint::{Checkpoint, POS_CONV_WEIGHT};
 use crate::error::{ContentError, Result};
 
+/// Query frames per attention block: 10 s of audio (500 frames) is one block; an hour would need
+/// 12 heads x 512 x 180000 x 4 bytes = 4.4 GB per block instead of 1.5 TB for the whole matrix.
+const ATTENTION_BLOCK: usize = 512;
+
 /// Kernel widths of the convolutional feature extractor (HuBERT/wav2vec 2.0 "base" stack).
 pub const CONV_KERNELS: [usize; 7] = [10, 3, 3, 3, 3, 2, 2];
 /// Strides of the convolutional feature extractor: 5 * 2^6 = 320 samples per frame.
@@ -416,10 +420,7 @@ impl Hubert {
         };
         let q = (split(0)? * (d as f64).powf(-0.5))?;
         let (k, v) = (split(1)?, split(2)?);
-        let scores = q.matmul(&k.t()?.contiguous()?)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let attn = probs
-            .matmul(&v)?
+        let attn = attention(&q, &k, &v, ATTENTION_BLOCK)?
             .transpose(0, 1)?
             .contiguous()?
             .reshape((t, h))?;
@@ -427,6 +428,23 @@ impl Hubert {
         let ff = l.fc2.forward(&l.fc1.forward(&x)?.gelu_erf()?)?;
         l.final_norm.forward(&(x + ff)?)
     }
+}
+
+/// softmax(q k^T) v over `(heads, frames, head_dim)`, `block` query rows at a time: softmax is
+/// per row, so this is exact, and the (heads, frames, frames) matrix of a long recording is
+/// never held whole.
+fn attention(q: &Tensor, k: &Tensor, v: &Tensor, block: usize) -> Result<Tensor> {
+    let t = q.dim(1)?;
+    let kt = k.t()?.contiguous()?;
+    let block = block.max(1);
+    let mut out = Vec::with_capacity(t.div_ceil(block));
+    for start in (0..t).step_by(block) {
+        let rows = block.min(t - start);
+        let qb = q.narrow(1, start, rows)?.contiguous()?;
+        let probs = candle_nn::ops::softmax_last_dim(&qb.matmul(&kt)?)?;
+        out.push(probs.matmul(v)?);
+    }
+    Ok(Tensor::cat(&out, 1)?)
 }
 
 /// GroupNorm with as many groups as channels on `(1, channels, time)`: every channel scaled to
@@ -445,6 +463,24 @@ fn group_norm_per_channel(x: &Tensor, n: &Norm) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocked_attention_equals_one_block() -> Result<()> {
+        let dev = Device::Cpu;
+        let q = Tensor::randn(0f32, 1., (3, 50, 8), &dev)?;
+        let k = Tensor::randn(0f32, 1., (3, 50, 8), &dev)?;
+        let v = Tensor::randn(0f32, 1., (3, 50, 8), &dev)?;
+        let whole = attention(&q, &k, &v, 512)?;
+        let blocked = attention(&q, &k, &v, 7)?;
+        assert_eq!(blocked.dims(), &[3, 50, 8]);
+        let diff = (whole - blocked)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        assert!(diff < 1e-6, "{diff}");
+        Ok(())
+    }
 
     #[test]
     fn frame_count_follows_the_conv_stack() {
