@@ -12,6 +12,7 @@ mod flow;
 pub mod index;
 mod nn;
 pub mod nsf;
+pub mod shapes;
 pub mod synth;
 mod text_encoder;
 

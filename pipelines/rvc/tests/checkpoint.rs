@@ -136,3 +136,20 @@ fn inputs_are_checked() -> TestResult {
     assert!(audio.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
     Ok(())
 }
+
+#[test]
+fn weight_shapes_list_exactly_what_checkpoints_hold() -> TestResult {
+    for name in ["v2_f0_40k.pth", "v1_f0_48k.pth", "v2_nono_32k.pth"] {
+        let c = Checkpoint::load(testdata(name))?;
+        let mut want = avatar_rvc::shapes::weight_shapes(&c.config, c.version, c.f0);
+        want.sort();
+        let mut got: Vec<(String, Vec<usize>)> = c
+            .weights
+            .names()
+            .map(|n| Ok((n.to_string(), c.weights.get_any(n)?.dims().to_vec())))
+            .collect::<Result<_, avatar_rvc::RvcError>>()?;
+        got.sort();
+        assert_eq!(got, want, "{name}");
+    }
+    Ok(())
+}
