@@ -136,8 +136,15 @@ impl Fcpe {
 
     /// [`Fcpe::f0`] with an explicit threshold and range.
     pub fn f0_with(&self, samples: &[f32], rate: u32, opts: &F0Options) -> Result<Vec<f32>> {
-        let latent = self.activations(samples, rate)?;
-        let mut f0 = decode::local_argmax(&latent, &self.net.cent_table, opts.threshold);
+        let mut f0 = Vec::new();
+        self.for_each_chunk(samples, rate, |latent| {
+            f0.extend(decode::local_argmax(
+                latent,
+                &self.net.cent_table,
+                opts.threshold,
+            ));
+            Ok(())
+        })?;
         for f in f0.iter_mut().filter(|f| **f > 0.0) {
             *f = f.clamp(opts.f0_min, opts.f0_max);
         }
@@ -145,8 +152,24 @@ impl Fcpe {
     }
 
     /// Sigmoid activations of the cent bins, (frames × out_dims) row-major. Empty input gives
-    /// no frames.
+    /// no frames. (360 floats a frame: for long inputs prefer [`Fcpe::f0`], which decodes chunk
+    /// by chunk.)
     pub fn activations(&self, samples: &[f32], rate: u32) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        self.for_each_chunk(samples, rate, |latent| {
+            out.extend_from_slice(latent);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Validate and resample, then hand each chunk's activations to `f` in order.
+    fn for_each_chunk(
+        &self,
+        samples: &[f32],
+        rate: u32,
+        f: impl FnMut(&[f32]) -> Result<()>,
+    ) -> Result<()> {
         if rate == 0 {
             return Err(FcpeError::Input("sample rate 0".into()));
         }
@@ -154,15 +177,20 @@ impl Fcpe {
             return Err(FcpeError::Input(format!("sample {i} is not finite")));
         }
         if samples.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let audio = resample::resample(samples, rate, self.config.mel.sr)?;
-        self.run_chunked(&audio)
+        if rate == self.config.mel.sr {
+            self.run_chunked(samples, f)
+        } else {
+            let audio = resample::resample(samples, rate, self.config.mel.sr)?;
+            self.run_chunked(&audio, f)
+        }
     }
 
     /// Two passes over chunks: GroupNorm statistics of the first conv over all frames, then the
     /// network per chunk with `receptive_radius` frames of context, keeping the chunk's frames.
-    fn run_chunked(&self, audio: &[f32]) -> Result<Vec<f32>> {
+    /// Memory is bounded by the chunk size, whatever the input length.
+    fn run_chunked(&self, audio: &[f32], mut f: impl FnMut(&[f32]) -> Result<()>) -> Result<()> {
         let framing = self.mel.framing(audio.len());
         let n = framing.frames;
         let chunk = self.chunk_frames;
@@ -177,16 +205,15 @@ impl Fcpe {
             stats.add(&h.narrow(0, s - a, e - s)?)?;
         }
 
-        let mut out = Vec::with_capacity(n * self.net.out_dims());
         for s in (0..n).step_by(chunk) {
             let e = (s + chunk).min(n);
             let (a, b) = (s.saturating_sub(ctx), (e + ctx).min(n));
             let mel = self.mel.frames(audio, &framing, a..b)?;
             let h = self.net.stem(&mel, b - a)?;
             let y = self.net.rest(&h, &stats)?.narrow(0, s - a, e - s)?;
-            out.extend(y.flatten_all()?.to_vec1::<f32>()?);
+            f(&y.flatten_all()?.to_vec1::<f32>()?)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Log-mel frames of 16 kHz audio exactly as torchfcpe's Wav2Mel computes them
