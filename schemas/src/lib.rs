@@ -239,6 +239,8 @@ pub enum RecordKind {
     Document,
     /// A memory added by hand.
     Memory,
+    /// Words spoken in a recording (a clip of a voice note or video), transcribed by Whisper.
+    Transcript,
 }
 
 impl RecordKind {
@@ -248,6 +250,7 @@ impl RecordKind {
             RecordKind::Email => "email",
             RecordKind::Document => "document",
             RecordKind::Memory => "memory",
+            RecordKind::Transcript => "transcript",
         }
     }
 }

@@ -93,10 +93,31 @@ pub fn chunk_records(
             i = end;
             continue;
         }
+        if rec.kind == RecordKind::Transcript {
+            // A story told in a recording runs over several clips: the clips of one
+            // recording, in order, are packed together like a chat session.
+            let mut end = i + 1;
+            while end < records.len()
+                && records[end].kind == RecordKind::Transcript
+                && records[end].source == rec.source
+            {
+                end += 1;
+            }
+            let pieces: Vec<Piece> = (i..end)
+                .filter(|&j| !records[j].text.trim().is_empty())
+                .map(|j| Piece::new(j, records[j].text.trim().to_string(), "\n"))
+                .collect();
+            emit(&mut out, records, packer.pack(pieces), false);
+            i = end;
+            continue;
+        }
         let units: Vec<Vec<Piece>> = match rec.kind {
             RecordKind::Document if rec.format == "code" => code_units(i, &rec.text),
             RecordKind::Document => section_units(i, &rec.text),
-            RecordKind::Email | RecordKind::Memory | RecordKind::Message => {
+            RecordKind::Email
+            | RecordKind::Memory
+            | RecordKind::Message
+            | RecordKind::Transcript => {
                 vec![paragraph_pieces(i, &rec.text)]
             }
         };

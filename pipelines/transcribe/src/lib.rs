@@ -33,6 +33,9 @@ const MAX_NEW_TOKENS: usize = 224;
 /// log-probability, is silence (Whisper's thresholds).
 const NO_SPEECH_THRESHOLD: f32 = 0.6;
 const LOGPROB_THRESHOLD: f32 = -1.0;
+/// Text that zlib shrinks more than this is a repetition loop ("oh, oh, oh, …"), which
+/// Whisper falls into on sounds that are not words (Whisper's own threshold).
+const COMPRESSION_RATIO_THRESHOLD: f32 = 2.4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TranscribeError {
@@ -89,6 +92,8 @@ pub struct Transcript {
     /// Detected or given language; `None` for English-only models.
     pub language: Option<String>,
     pub segments: Vec<Segment>,
+    /// Windows whose text was dropped as a repetition loop: sound that is not words.
+    pub dropped_windows: usize,
 }
 
 impl Transcript {
@@ -197,6 +202,7 @@ impl Whisper {
         let mut transcript = Transcript {
             language: language.clone(),
             segments: Vec::new(),
+            dropped_windows: 0,
         };
         let mut seek = 0usize;
         while seek < content {
@@ -223,6 +229,17 @@ impl Whisper {
             let last_window = seek + size >= content;
             let mut raw = decode::segments(&sampled, &m.specials, duration);
             let silent = no_speech > NO_SPEECH_THRESHOLD && avg_logprob < LOGPROB_THRESHOLD;
+            let text_tokens: Vec<u32> = sampled
+                .iter()
+                .copied()
+                .filter(|&t| t < m.specials.eot)
+                .collect();
+            let window_text = m.tokenizer.decode(&text_tokens, true).unwrap_or_default();
+            let looping = compression_ratio(&window_text) > COMPRESSION_RATIO_THRESHOLD;
+            if looping {
+                transcript.dropped_windows += 1;
+            }
+            let silent = silent || looping;
             let mut advance = size;
             if !last_window && !options.without_timestamps {
                 // Text running past the window's last closed segment is decoded again from
@@ -345,6 +362,22 @@ fn decode_window(
     Ok((sampled, avg, no_speech))
 }
 
+/// Bytes of text per byte of its zlib compression (Whisper's measure of repetitiveness).
+pub fn compression_ratio(text: &str) -> f32 {
+    use std::io::Write;
+    if text.is_empty() {
+        return 0.0;
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    if z.write_all(text.as_bytes()).is_err() {
+        return 0.0;
+    }
+    match z.finish() {
+        Ok(c) if !c.is_empty() => text.len() as f32 / c.len() as f32,
+        _ => 0.0,
+    }
+}
+
 fn log_softmax_at(logits: &[f32], i: usize) -> f32 {
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
@@ -355,4 +388,20 @@ fn log_softmax_at(logits: &[f32], i: usize) -> f32 {
 
 fn softmax_at(logits: &[f32], i: usize) -> f32 {
     log_softmax_at(logits, i).exp()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn repetition_loops_compress_well_and_speech_does_not() {
+        let speech = "When I was a girl we walked to the market every Saturday. My father sold apples and I counted the coins.";
+        assert!(
+            super::compression_ratio(speech) < 1.5,
+            "{}",
+            super::compression_ratio(speech)
+        );
+        let looping = "Oh, ".repeat(60);
+        assert!(super::compression_ratio(&looping) > 10.0);
+        assert_eq!(super::compression_ratio(""), 0.0);
+    }
 }

@@ -69,6 +69,7 @@ pub(crate) fn record_kind_from_str(s: &str) -> Option<RecordKind> {
         "email" => RecordKind::Email,
         "document" => RecordKind::Document,
         "memory" => RecordKind::Memory,
+        "transcript" => RecordKind::Transcript,
         _ => return None,
     })
 }
@@ -134,6 +135,7 @@ mod tests {
             RecordKind::Email,
             RecordKind::Document,
             RecordKind::Memory,
+            RecordKind::Transcript,
         ] {
             assert_eq!(record_kind_from_str(k.as_str()), Some(k));
         }

@@ -187,6 +187,48 @@ pub struct App {
     pub index: TantivyIndex,
     /// Embedder + vector store, when an embedding model is installed.
     pub semantic: Option<std::sync::Arc<crate::semantic::SemanticParts>>,
+    /// Whisper for recordings' clips, loaded the first time a clip waits for it.
+    pub speech: SpeechModel,
+}
+
+/// The Whisper model of `AVATAR_WHISPER` (a CTranslate2 or Hugging Face folder), else the
+/// installed `whisper-tiny.en`; loaded once, on first use.
+#[derive(Default)]
+pub struct SpeechModel {
+    cell: std::sync::OnceLock<Option<avatar_transcribe::Whisper>>,
+}
+
+impl SpeechModel {
+    pub fn dir() -> PathBuf {
+        match std::env::var_os("AVATAR_WHISPER") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => avatar_transcribe::default_model_dir().join(avatar_transcribe::DEFAULT_MODEL),
+        }
+    }
+
+    /// The model, or why there is none (as a note for the user).
+    pub fn load() -> Result<avatar_transcribe::Whisper> {
+        let dir = Self::dir();
+        avatar_transcribe::Whisper::load(&dir)
+            .with_context(|| format!("cannot load the Whisper model in {}", dir.display()))
+    }
+}
+
+impl avatar_processor::Transcriber for SpeechModel {
+    fn whisper(&self) -> Option<&avatar_transcribe::Whisper> {
+        self.cell
+            .get_or_init(|| match Self::load() {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    eprintln!(
+                        "note: recordings' clips are not transcribed yet ({e:#}); they will be \
+                         on a later run once `infra/fetch-models.sh whisper-tiny.en` has run"
+                    );
+                    None
+                }
+            })
+            .as_ref()
+    }
 }
 
 impl App {
@@ -246,6 +288,7 @@ impl App {
             records,
             index,
             semantic,
+            speech: SpeechModel::default(),
         };
         app.repair_index()?;
         Ok(app)
@@ -316,6 +359,7 @@ impl App {
                 embedder: &s.embedder,
                 chunking: avatar_text::chunk::ChunkConfig::default(),
             }),
+            transcriber: Some(&self.speech),
         }
         .run(progress)
         .context("processing the log failed")?;

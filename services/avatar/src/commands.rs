@@ -334,6 +334,12 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
                 threshold,
             } => crate::voice::eval(ctx, json, &tts_voice, threshold),
         },
+        Command::Transcribe {
+            files,
+            json,
+            language,
+            model,
+        } => crate::voice::transcribe(&files, json, language, model.as_deref()),
         Command::Speak {
             text,
             output,
@@ -671,6 +677,11 @@ pub fn ingest(
     }
     let clips = if processed.clips > 0 {
         format!(", {} clip(s) of speech", processed.clips)
+    } else {
+        String::new()
+    };
+    let clips = if processed.transcribed > 0 {
+        format!("{clips}, {} clip(s) transcribed", processed.transcribed)
     } else {
         String::new()
     };

@@ -343,9 +343,10 @@ pub fn pass(ctx: &Ctx, cfg: &ConnectorsConfig) -> Result<PassReport> {
         let app = ctx.open()?;
         let p = app.process(&mut |_| {})?;
         report.lines.push(format!(
-            "processed: {} record(s), {} clip(s) of speech, {} dead letter(s)",
+            "processed: {} record(s), {} clip(s) of speech ({} transcribed), {} dead letter(s)",
             p.records,
             p.clips,
+            p.transcribed,
             p.dead_letters.len()
         ));
     }

@@ -171,6 +171,29 @@ pub enum Command {
         #[arg(long, default_value_t = avatar_voice::speakers::DEFAULT_THRESHOLD)]
         threshold: f32,
     },
+    /// Write down what is said in recordings (Whisper, on this machine), with times.
+    ///
+    /// Any audio or video file `avatar ingest` reads. Ingested recordings are transcribed
+    /// anyway (their clips become searchable `transcript` records); this prints a transcript
+    /// without ingesting. The model is `AVATAR_WHISPER` (a CTranslate2 or Hugging Face Whisper
+    /// folder), else whisper-tiny.en from `infra/fetch-models.sh whisper-tiny.en`; for other
+    /// languages use whisper-base (`infra/fetch-models.sh whisper-base`).
+    ///
+    /// Example: avatar transcribe "voice note.m4a" --json
+    Transcribe {
+        /// Recordings to transcribe.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print one JSON object per file ({file, language, segments: [{start, end, text}]}).
+        #[arg(long)]
+        json: bool,
+        /// Language code for multilingual models (en, de, fr, …); detected when left out.
+        #[arg(long)]
+        language: Option<String>,
+        /// A Whisper model folder instead of AVATAR_WHISPER / whisper-tiny.en.
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
     /// The person's voice: the clips of speech cut from their recordings.
     ///
     /// Recordings (wav, flac, mp3, ogg/vorbis, m4a/aac, mp4/mov/mkv video) go in with

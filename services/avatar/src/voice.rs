@@ -400,7 +400,8 @@ fn centroid(vs: &[&Vec<f32>]) -> Vec<f32> {
 }
 
 /// `avatar voice eval`: how close speech is to the person's real voice, with the figures that
-/// keep similarity honest (pitch now; intelligibility once Whisper is in).
+/// keep similarity honest: pitch, and intelligibility (Whisper's word error rate on the
+/// speech against the text it was asked to say).
 pub fn eval(ctx: &Ctx, as_json: bool, tts_voice: &str, threshold: f32) -> Result<()> {
     let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
@@ -443,14 +444,42 @@ pub fn eval(ctx: &Ctx, as_json: bool, tts_voice: &str, threshold: f32) -> Result
         Some(hz) => espeak.match_pitch(tts_voice, hz)?.0,
         None => 50,
     };
+    let whisper = crate::app::SpeechModel::load();
     let mut base = Vec::new();
     let mut base_f0 = Vec::new();
+    let mut base_errors = avatar_transcribe::WordErrors::default();
     for s in EVAL_SENTENCES {
         let a = espeak.speak(s, tts_voice, pitch)?;
         let e = avatar_voice::speakers::embed_clip(&encoder, &a.samples, a.sample_rate)?;
         base.push(avatar_voice::speaker::cosine(&e, &person));
         base_f0.extend(avatar_voice::pitch::track(&a.samples, a.sample_rate)?);
+        if let Ok(w) = &whisper {
+            let heard = transcribe_samples(w, &a.samples, a.sample_rate)?;
+            let e = avatar_transcribe::word_errors(s, &heard);
+            base_errors.substitutions += e.substitutions;
+            base_errors.deletions += e.deletions;
+            base_errors.insertions += e.insertions;
+            base_errors.reference_words += e.reference_words;
+        }
     }
+    let wer = match &whisper {
+        Ok(w) => serde_json::json!({
+            "model": w.name(),
+            "base_tts": base_errors.rate(),
+            "generated": null,
+        }),
+        Err(_) => serde_json::Value::Null,
+    };
+    let not_measured = match &whisper {
+        Ok(_) => {
+            "generated speech (no voice model is trained yet: conversion is not built) and MOS \
+                  (needs DNSMOS)"
+                .to_string()
+        }
+        Err(e) => format!(
+            "generated speech (no voice model is trained yet), MOS (needs DNSMOS) and WER ({e:#})"
+        ),
+    };
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
     let base_median = avatar_voice::pitch::median(&base_f0);
     let report = serde_json::json!({
@@ -464,11 +493,10 @@ pub fn eval(ctx: &Ctx, as_json: bool, tts_voice: &str, threshold: f32) -> Result
         },
         "median_f0_hz": { "real": person_f0, "base_tts": base_median },
         "f0_error_cents": null,
-        "wer": null,
+        "wer": wer,
         "mos": null,
         "base_tts": format!("espeak-ng {tts_voice}, pitch {pitch}"),
-        "not_measured": "generated speech (no voice model is trained yet: conversion is not built), \
-                         WER (needs Whisper) and MOS (needs DNSMOS)",
+        "not_measured": not_measured,
     });
     if as_json {
         println!("{report}");
@@ -497,8 +525,108 @@ pub fn eval(ctx: &Ctx, as_json: bool, tts_voice: &str, threshold: f32) -> Result
             avatar_voice::pitch::semitones(r, b)
         );
     }
-    println!("not measured yet: intelligibility (WER, needs Whisper) and MOS");
+    match &whisper {
+        Ok(w) => println!(
+            "intelligibility (WER of {} on the speech vs its text, lower is better):\n  \
+             base TTS voice                       {:.3}\n  \
+             generated (their voice model)        not trained yet",
+            w.name(),
+            base_errors.rate()
+        ),
+        Err(e) => println!("intelligibility (WER) not measured: {e:#}"),
+    }
+    println!("not measured yet: MOS (needs DNSMOS)");
     Ok(())
+}
+
+/// `avatar transcribe FILE…`: segments with their times, or JSON lines. A file that cannot
+/// be read is reported and the others still transcribed; the exit status says whether all were.
+pub fn transcribe(
+    files: &[std::path::PathBuf],
+    as_json: bool,
+    language: Option<String>,
+    model: Option<&std::path::Path>,
+) -> Result<()> {
+    let whisper = match model {
+        Some(dir) => avatar_transcribe::Whisper::load(dir)
+            .with_context(|| format!("cannot load the Whisper model in {}", dir.display()))?,
+        None => crate::app::SpeechModel::load()?,
+    };
+    let options = avatar_transcribe::Options {
+        language,
+        ..Default::default()
+    };
+    let mut failed = 0;
+    for file in files {
+        let result = (|| -> Result<avatar_transcribe::Transcript> {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let audio = avatar_voice::decode(&file.to_string_lossy(), &bytes)
+                .with_context(|| format!("{}", file.display()))?;
+            let at_16k = avatar_voice::dsp::resample(
+                &audio.samples,
+                audio.sample_rate,
+                avatar_transcribe::SAMPLE_RATE,
+            )?;
+            Ok(whisper.transcribe(&at_16k, &options)?)
+        })();
+        match result {
+            Ok(t) if as_json => println!(
+                "{}",
+                serde_json::json!({
+                    "file": file.display().to_string(),
+                    "model": whisper.name(),
+                    "language": t.language,
+                    "segments": t.segments,
+                })
+            ),
+            Ok(t) => {
+                println!(
+                    "{} ({}{}):",
+                    file.display(),
+                    whisper.name(),
+                    t.language
+                        .as_deref()
+                        .map(|l| format!(", language {l}"))
+                        .unwrap_or_default()
+                );
+                if t.segments.is_empty() {
+                    println!("  (no words heard)");
+                }
+                for s in &t.segments {
+                    let ms = |secs: f32| (secs.max(0.0) * 1000.0).round() as u64;
+                    println!(
+                        "  [{} → {}] {}",
+                        clock(ms(s.start)),
+                        clock(ms(s.end)),
+                        s.text
+                    );
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e:#}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} file(s) could not be transcribed",
+            files.len()
+        );
+    }
+    Ok(())
+}
+
+/// Whisper's text of audio at any rate.
+pub fn transcribe_samples(
+    whisper: &avatar_transcribe::Whisper,
+    samples: &[f32],
+    rate: u32,
+) -> Result<String> {
+    let at_16k = avatar_voice::dsp::resample(samples, rate, avatar_transcribe::SAMPLE_RATE)?;
+    let t = whisper.transcribe(&at_16k, &avatar_transcribe::Options::default())?;
+    Ok(t.text())
 }
 
 #[cfg(test)]

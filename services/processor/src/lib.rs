@@ -6,6 +6,9 @@
 //!   pipeline instead: their clips of speech are written to the blob store and announced as
 //!   `records.recording` events — one artifact per transaction, so a crash
 //!   loses nothing and duplicates nothing.
+//! * `transcribe` reads `records.recording` clips and appends what was said in each as a
+//!   `transcript` record (Whisper), one clip per transaction; without a Whisper model it
+//!   waits at its checkpoint and catches up on a later run, like the vector consumer.
 //! * `sink` materialises `records.*`, memories and forget tombstones into the record store and
 //!   the search index. The index commits first (its checkpoint rides in the commit), then the
 //!   store; on restart the sink resumes from the store's checkpoint and re-applies the
@@ -27,6 +30,8 @@ use std::collections::HashMap;
 
 /// Consumer name of the parse stage.
 pub const PARSE: &str = "processor.parse";
+/// Consumer name of the transcription stage.
+pub const TRANSCRIBE: &str = "processor.transcribe";
 /// Consumer name of the record-store sink (the index keeps its own checkpoint).
 pub const SINK: &str = "processor.sink";
 /// Chunks embedded per embedder call.
@@ -54,6 +59,8 @@ pub struct Report {
     pub chunks: usize,
     /// Clips of speech cut from recordings.
     pub clips: usize,
+    /// Clips transcribed (with or without words in them).
+    pub transcribed: usize,
 }
 
 /// Where the processor is in the log, for progress bars.
@@ -72,6 +79,14 @@ pub struct Processor<'a> {
     /// Semantic memory: chunk -> embed -> vector store. `None` when no embedding model is
     /// installed; the vector consumer then waits and catches up on a later run.
     pub semantic: Option<Semantic<'a>>,
+    /// Speech to text for recordings' clips, asked for only when a clip is waiting.
+    pub transcriber: Option<&'a dyn Transcriber>,
+}
+
+/// Gives the Whisper model when a clip needs it: loading takes a moment and most runs have no
+/// clips. `None` when no model is installed: clips wait at the consumer's checkpoint.
+pub trait Transcriber: Sync {
+    fn whisper(&self) -> Option<&avatar_transcribe::Whisper>;
 }
 
 /// The vector store and the model that fills it.
@@ -119,6 +134,11 @@ impl Processor<'_> {
             self.log.commit(PARSE, next, &[])?;
         }
         self.sink_to_end(&mut identities, &mut report)?;
+        if let Some(transcriber) = self.transcriber {
+            if self.transcribe_to_end(transcriber, &mut report, progress)? > 0 {
+                self.sink_to_end(&mut identities, &mut report)?;
+            }
+        }
         if let Some(semantic) = &self.semantic {
             report.chunks += self.embed_to_end(semantic, progress)?;
         }
@@ -429,6 +449,133 @@ impl Processor<'_> {
             out.push(dead("partial", reason));
         }
         Ok(out)
+    }
+
+    /// The transcription consumer: every clip after its checkpoint → a `transcript` record
+    /// of what was said (none when Whisper hears no words). Each clip commits with its
+    /// record, so a crash repeats at most one clip. Returns how many records it appended.
+    fn transcribe_to_end(
+        &self,
+        transcriber: &dyn Transcriber,
+        report: &mut Report,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<usize, ProcessError> {
+        let mut next = self.log.checkpoint(TRANSCRIBE)?;
+        let mut appended = 0;
+        loop {
+            let batch = self.log.read(next, READ_BATCH)?;
+            let Some(last) = batch.last() else { break };
+            let batch_next = last.offset + 1;
+            for stored in &batch {
+                let Payload::VoiceClip(clip) = &stored.event.payload else {
+                    continue;
+                };
+                let Some(whisper) = transcriber.whisper() else {
+                    // No model: wait here; a later run with one catches up.
+                    if stored.offset > self.log.checkpoint(TRANSCRIBE)? {
+                        self.log.commit(TRANSCRIBE, stored.offset, &[])?;
+                    }
+                    return Ok(appended);
+                };
+                let out = match self.transcribe_clip(whisper, clip) {
+                    Ok(Some(record)) => vec![Envelope::new(
+                        stored.event.avatar.clone(),
+                        stored.event.source.clone(),
+                        Payload::Document(record),
+                    )
+                    // Caused by the recording's artifact, like every record parsed from it,
+                    // so a forget of the recording buries it on replay too.
+                    .caused_by(stored.event.causation_id.unwrap_or(stored.event.id))],
+                    Ok(None) => Vec::new(),
+                    Err(reason) => {
+                        let name = format!("clip {} of {}", clip.ordinal, clip.source);
+                        report.dead_letters.push((name.clone(), reason.clone()));
+                        vec![Envelope::new(
+                            stored.event.avatar.clone(),
+                            stored.event.source.clone(),
+                            Payload::DeadLetter(DeadLetter {
+                                artifact: Some(clip.artifact.clone()),
+                                name,
+                                error_kind: "transcription".into(),
+                                reason,
+                            }),
+                        )
+                        .caused_by(stored.event.id)]
+                    }
+                };
+                appended += out.len();
+                self.log.commit(TRANSCRIBE, stored.offset + 1, &out)?;
+                report.transcribed += 1;
+                progress(Progress {
+                    offset: stored.offset + 1,
+                    end: self.log.end()?,
+                });
+            }
+            if batch_next > self.log.checkpoint(TRANSCRIBE)? {
+                self.log.commit(TRANSCRIBE, batch_next, &[])?;
+            }
+            next = batch_next;
+        }
+        Ok(appended)
+    }
+
+    /// One clip's words as a record: the recording is its source and thread, the clip's
+    /// place in it is the title ("0:12–0:18") and the clip id its message id, so a search hit
+    /// leads back to the moment it was said. Err is a dead letter's reason.
+    fn transcribe_clip(
+        &self,
+        whisper: &avatar_transcribe::Whisper,
+        clip: &VoiceClip,
+    ) -> Result<Option<Record>, String> {
+        let bytes = match self.blobs.get(&clip.audio) {
+            Ok(b) => b,
+            Err(StoreError::BlobMissing(h)) => {
+                return Err(format!(
+                    "the clip's audio {h} is missing from the blob store"
+                ))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let audio = avatar_voice::decode("clip.wav", &bytes).map_err(|e| e.to_string())?;
+        let samples = avatar_voice::dsp::resample(
+            &audio.samples,
+            audio.sample_rate,
+            avatar_transcribe::SAMPLE_RATE,
+        )
+        .map_err(|e| e.to_string())?;
+        let transcript = whisper
+            .transcribe(&samples, &avatar_transcribe::Options::default())
+            .map_err(|e| e.to_string())?;
+        let text = transcript.text();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let clock = |ms: u64| format!("{}:{:02}", ms / 60_000, (ms / 1000) % 60);
+        let file = clip.source.rsplit('/').next().unwrap_or(&clip.source);
+        Ok(Some(Record {
+            id: record_id(
+                &format!("{}/{}/transcript", clip.avatar, clip.artifact),
+                clip.ordinal,
+            ),
+            avatar: clip.avatar.clone(),
+            source: clip.source.clone(),
+            format: "transcript".into(),
+            kind: RecordKind::Transcript,
+            thread: clip.source.clone(),
+            timestamp: None,
+            author: None,
+            author_is_person: false,
+            text,
+            title: Some(format!(
+                "{file} {}–{}",
+                clock(clip.start_ms),
+                clock(clip.end_ms)
+            )),
+            message_id: Some(clip.id.clone()),
+            in_reply_to: None,
+            artifact: clip.artifact.clone(),
+            ordinal: clip.ordinal,
+        }))
     }
 
     /// Mail-specific cleaning that needs context beyond one message: lines quoted from the
