@@ -196,6 +196,13 @@ impl Fcpe {
         let chunk = self.chunk_frames;
         let ctx = model::receptive_radius(self.net.n_layers());
 
+        if n <= chunk {
+            // One chunk: the statistics come from the same stem output.
+            let mel = self.mel.frames(audio, &framing, 0..n)?;
+            let y = self.net.forward(&mel, n)?;
+            return f(&y.flatten_all()?.to_vec1::<f32>()?);
+        }
+
         let mut stats = GroupStats::default();
         for s in (0..n).step_by(chunk) {
             let e = (s + chunk).min(n);

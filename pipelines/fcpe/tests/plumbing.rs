@@ -393,3 +393,9 @@ fn malformed_checkpoints_give_clear_errors() {
     let e = err(write(dir.path(), "hole.pt", &zip_with(&entries)));
     assert!(e.contains("hole.pt"), "{e}");
 }
+
+#[test]
+fn the_model_can_be_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Fcpe>();
+}
