@@ -15,6 +15,7 @@ pub mod nsf;
 pub mod shapes;
 pub mod synth;
 mod text_encoder;
+mod timemajor;
 
 pub use checkpoint::{Checkpoint, Weights};
 pub use config::{ResBlockKind, SynthConfig, Version};

@@ -82,47 +82,6 @@ impl Conv1d {
     }
 }
 
-/// `torch.nn.ConvTranspose1d` with stride `rate` and padding `(k - rate) / 2`, on `[1, c_in, len]`.
-#[derive(Debug, Clone)]
-pub struct ConvTranspose1d {
-    weight: Tensor,
-    bias: Tensor,
-    stride: usize,
-    padding: usize,
-}
-
-impl ConvTranspose1d {
-    pub fn load(
-        w: &Weights,
-        prefix: &str,
-        c_in: usize,
-        c_out: usize,
-        kernel: usize,
-        rate: usize,
-    ) -> Result<Self> {
-        let weight = w.get(&format!("{prefix}.weight"), &[c_in, c_out, kernel])?;
-        let bias = w
-            .get(&format!("{prefix}.bias"), &[c_out])?
-            .reshape((1, c_out, 1))?;
-        Ok(Self {
-            weight,
-            bias,
-            stride: rate,
-            padding: (kernel - rate) / 2,
-        })
-    }
-
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // Unpadded transposed conv then a crop: candle's fast col2im path needs padding 0.
-        let y = x
-            .contiguous()?
-            .conv_transpose1d(&self.weight, 0, 0, self.stride, 1, 1)?;
-        let len = y.dim(2)?;
-        let y = y.narrow(2, self.padding, len - 2 * self.padding)?;
-        Ok(y.broadcast_add(&self.bias)?)
-    }
-}
-
 /// `torch.nn.Linear` on `[.., in]`.
 #[derive(Debug, Clone)]
 pub struct Linear {

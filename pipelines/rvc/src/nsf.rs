@@ -1,15 +1,16 @@
 //! `dec`: the HiFiGAN decoder, with RVC's neural-source-filter excitation for pitch models
 //! (GeneratorNSF + SourceModuleHnNSF) or without it (Generator, the `_nono` models).
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 use crate::checkpoint::Weights;
 use crate::config::{ResBlockKind, SynthConfig};
 use crate::error::{Result, RvcError};
-use crate::nn::{leaky_relu, Conv1d, ConvSpec, ConvTranspose1d};
+use crate::nn::ConvSpec;
+use crate::timemajor::{leaky_relu_in_place, Conv, ConvTranspose, Seq};
 
 /// Slope RVC's decoder uses between layers (`modules.LRELU_SLOPE`).
-const LRELU_SLOPE: f64 = 0.1;
+const LRELU_SLOPE: f32 = 0.1;
 /// SineGen defaults RVC keeps: amplitude 0.1, voiced noise std 0.003, no overtones.
 const SINE_AMP: f32 = 0.1;
 const NOISE_STD: f32 = 0.003;
@@ -66,11 +67,28 @@ pub fn phase_after(f0: &[f32], upp: usize, sr: u32) -> f64 {
     })
 }
 
+/// A time-major conv loaded from `prefix.weight` / `prefix.bias` with shapes checked.
+fn load_conv(w: &Weights, prefix: &str, c_in: usize, c_out: usize, spec: ConvSpec) -> Result<Conv> {
+    let weight = w.get(&format!("{prefix}.weight"), &[c_out, c_in, spec.kernel])?;
+    let bias = if spec.bias {
+        Some(w.get(&format!("{prefix}.bias"), &[c_out])?)
+    } else {
+        None
+    };
+    Conv::new(
+        &weight,
+        bias.as_ref(),
+        spec.stride,
+        spec.padding,
+        spec.dilation,
+    )
+}
+
 #[derive(Debug, Clone)]
 enum ResBlock {
     /// Pairs of (dilated conv, plain conv).
-    One(Vec<(Conv1d, Conv1d)>),
-    Two(Vec<Conv1d>),
+    One(Vec<(Conv, Conv)>),
+    Two(Vec<Conv>),
 }
 
 impl ResBlock {
@@ -83,7 +101,7 @@ impl ResBlock {
         dil: &[usize],
     ) -> Result<Self> {
         let conv = |name: String, d: usize| {
-            Conv1d::load(
+            load_conv(
                 w,
                 &name,
                 ch,
@@ -118,19 +136,21 @@ impl ResBlock {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Seq) -> Result<Seq> {
         let mut x = x.clone();
         match self {
             Self::One(pairs) => {
                 for (c1, c2) in pairs {
-                    let xt = c1.forward(&leaky_relu(&x, LRELU_SLOPE)?)?;
-                    let xt = c2.forward(&leaky_relu(&xt, LRELU_SLOPE)?)?;
-                    x = (xt + x)?;
+                    let mut xt = c1.forward(&x.leaky_relu(LRELU_SLOPE))?;
+                    leaky_relu_in_place(&mut xt.data, LRELU_SLOPE);
+                    let xt = c2.forward(&xt)?;
+                    x.add_assign(&xt)?;
                 }
             }
             Self::Two(convs) => {
                 for c in convs {
-                    x = (c.forward(&leaky_relu(&x, LRELU_SLOPE)?)? + x)?;
+                    let xt = c.forward(&x.leaky_relu(LRELU_SLOPE))?;
+                    x.add_assign(&xt)?;
                 }
             }
         }
@@ -148,21 +168,24 @@ pub struct Excitation<'a> {
     pub start_phase: f64,
 }
 
-/// The NSF source: merges the sine excitation into one channel (`l_linear` + tanh).
+/// The NSF source: merges the sine excitation into one channel (`l_linear` + tanh), and
+/// the strided convs that bring it to each upsampling stage's rate.
 #[derive(Debug, Clone)]
 struct Source {
     weight: f32,
     bias: f32,
-    noise_convs: Vec<Conv1d>,
+    noise_convs: Vec<Conv>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Decoder {
-    conv_pre: Conv1d,
-    cond: Conv1d,
-    ups: Vec<ConvTranspose1d>,
+    conv_pre: Conv,
+    /// `dec.cond` as `[c0, gin]` and bias: the speaker's constant offset after conv_pre.
+    cond_w: Tensor,
+    cond_b: Tensor,
+    ups: Vec<ConvTranspose>,
     resblocks: Vec<Vec<ResBlock>>,
-    conv_post: Conv1d,
+    conv_post: Conv,
     source: Option<Source>,
     hop: usize,
     sr: u32,
@@ -221,14 +244,9 @@ impl Decoder {
         {
             let c_in = c0 >> i;
             let c_out = c0 >> (i + 1);
-            ups.push(ConvTranspose1d::load(
-                w,
-                &format!("dec.ups.{i}"),
-                c_in,
-                c_out,
-                k,
-                u,
-            )?);
+            let up_w = w.get(&format!("dec.ups.{i}.weight"), &[c_in, c_out, k])?;
+            let up_b = w.get(&format!("dec.ups.{i}.bias"), &[c_out])?;
+            ups.push(ConvTranspose::new(&up_w, &up_b, u, (k - u) / 2)?);
             if nsf {
                 let spec = if i + 1 < n_up {
                     let s: usize = cfg.upsample_rates[i + 1..].iter().product();
@@ -242,7 +260,7 @@ impl Decoder {
                 } else {
                     ConvSpec::same(1)
                 };
-                noise_convs.push(Conv1d::load(
+                noise_convs.push(load_conv(
                     w,
                     &format!("dec.noise_convs.{i}"),
                     1,
@@ -282,12 +300,16 @@ impl Decoder {
             bias: false,
             ..ConvSpec::same(7)
         };
+        let gin = cfg.gin_channels;
         Ok(Self {
-            conv_pre: Conv1d::load(w, "dec.conv_pre", cfg.inter_channels, c0, ConvSpec::same(7))?,
-            cond: Conv1d::load(w, "dec.cond", cfg.gin_channels, c0, ConvSpec::same(1))?,
+            conv_pre: load_conv(w, "dec.conv_pre", cfg.inter_channels, c0, ConvSpec::same(7))?,
+            cond_w: w
+                .get("dec.cond.weight", &[c0, gin, 1])?
+                .reshape((c0, gin))?,
+            cond_b: w.get("dec.cond.bias", &[c0])?,
             ups,
             resblocks,
-            conv_post: Conv1d::load(w, "dec.conv_post", c0 >> n_up, 1, post_spec)?,
+            conv_post: load_conv(w, "dec.conv_post", c0 >> n_up, 1, post_spec)?,
             source,
             hop: cfg.hop_length(),
             sr: cfg.sr,
@@ -322,7 +344,7 @@ impl Decoder {
                     .map(|&v| (src.weight * v + src.bias).tanh())
                     .collect();
                 let n = merged.len();
-                Some(Tensor::from_vec(merged, (1, 1, n), &Device::Cpu)?)
+                Some(Seq::new(merged, n, 1)?)
             }
             (None, None) => None,
             (Some(_), None) => return Err(RvcError::Input("this model needs f0".into())),
@@ -332,33 +354,43 @@ impl Decoder {
                 ))
             }
         };
+        let cond = self
+            .cond_w
+            .matmul(&g.squeeze(0)?)?
+            .squeeze(1)?
+            .add(&self.cond_b)?
+            .to_vec1::<f32>()?;
         let mut x = self
             .conv_pre
-            .forward(z)?
-            .broadcast_add(&self.cond.forward(g)?)?;
+            .forward(&Seq::from_channel_major(&z.squeeze(0)?)?)?;
+        x.add_row(&cond);
         for (i, (up, blocks)) in self.ups.iter().zip(&self.resblocks).enumerate() {
-            x = up.forward(&leaky_relu(&x, LRELU_SLOPE)?)?;
+            leaky_relu_in_place(&mut x.data, LRELU_SLOPE);
+            x = up.forward(&x)?;
             if let (Some(src), Some(har)) = (&self.source, &har) {
                 let conv = src
                     .noise_convs
                     .get(i)
                     .ok_or_else(|| RvcError::MissingWeight(format!("dec.noise_convs.{i}")))?;
-                x = (x + conv.forward(har)?)?;
+                x.add_assign(&conv.forward(har)?)?;
             }
-            let mut xs: Option<Tensor> = None;
+            let mut xs: Option<Seq> = None;
             for b in blocks {
                 let y = b.forward(&x)?;
-                xs = Some(match xs {
-                    Some(acc) => (acc + y)?,
-                    None => y,
-                });
+                match xs.as_mut() {
+                    Some(acc) => acc.add_assign(&y)?,
+                    None => xs = Some(y),
+                }
             }
-            if let Some(xs) = xs {
-                x = (xs / blocks.len() as f64)?;
+            if let Some(mut xs) = xs {
+                let n = blocks.len() as f32;
+                xs.data.iter_mut().for_each(|v| *v /= n);
+                x = xs;
             }
         }
         // The last activation is F.leaky_relu's default slope 0.01, not LRELU_SLOPE.
-        let x = self.conv_post.forward(&leaky_relu(&x, 0.01)?)?.tanh()?;
-        Ok(x.flatten_all()?.to_vec1::<f32>()?)
+        leaky_relu_in_place(&mut x.data, 0.01);
+        let y = self.conv_post.forward(&x)?;
+        Ok(y.data.into_iter().map(f32::tanh).collect())
     }
 }
