@@ -189,6 +189,34 @@ fn the_query_service_serves_the_api_with_roles_per_avatar() {
     assert_eq!(ids, [ADA]);
     let (s, avatars) = server.json("GET", "/api/avatars", Some(&viewer), None);
     assert_eq!(s, 200, "{avatars}");
+
+    // /api/speak: a WAV in the base TTS voice (no voice model trained), and it says so.
+    if std::process::Command::new("espeak-ng")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let r = ureq::post(&format!("{}/api/speak", server.url))
+            .set("Authorization", &format!("Bearer {viewer}"))
+            .set("Content-Type", "application/json")
+            .send_string(r#"{"avatar": "ada-lovelace", "text": "The engine weaves algebra."}"#)
+            .unwrap_or_else(|e| panic!("speak: {e}\n{}", server.log()));
+        assert_eq!(r.header("content-type"), Some("audio/wav"));
+        assert_eq!(r.header("x-avatar-their-voice"), Some("false"));
+        assert!(r
+            .header("x-avatar-voice")
+            .unwrap()
+            .contains("base TTS voice"));
+        let mut wav = Vec::new();
+        std::io::Read::read_to_end(&mut r.into_reader(), &mut wav).unwrap();
+        assert_eq!(&wav[..4], b"RIFF");
+        assert!(wav.len() > 44 + 16_000, "{} bytes", wav.len());
+        let body = r#"{"avatar": "ada-lovelace", "text": "hello"}"#;
+        let (s, _) = server.call("POST", "/api/speak", Some(&bob_owner), Some(body));
+        assert_eq!(s, 404, "another avatar's token may not make Ada speak");
+    } else {
+        eprintln!("skipping /api/speak: espeak-ng not installed");
+    }
     let ada = &avatars["avatars"][0];
     assert_eq!(ada["id"], ADA);
     assert!(

@@ -96,4 +96,12 @@ impl Backend for PartitionedBackend {
     fn status(&self, avatar: &str) -> BackendResult<serde_json::Value> {
         self.of(avatar)?.status(avatar)
     }
+    fn speak(
+        &self,
+        avatar: &str,
+        text: &str,
+        tts_voice: Option<&str>,
+    ) -> BackendResult<avatar_query::Speech> {
+        self.of(avatar)?.speak(avatar, text, tts_voice)
+    }
 }

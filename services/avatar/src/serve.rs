@@ -746,6 +746,37 @@ impl Backend for EmbeddedBackend {
         scope_status(&mut s, avatar);
         Ok(s)
     }
+
+    fn speak(
+        &self,
+        avatar: &str,
+        text: &str,
+        tts_voice: Option<&str>,
+    ) -> BackendResult<avatar_query::Speech> {
+        let tts_voice = tts_voice.unwrap_or(crate::voice::DEFAULT_TTS_VOICE);
+        let espeak = avatar_voice::tts::Espeak::find()
+            .map_err(|e| BackendError::Unavailable(format!("no TTS front end: {e}")))?;
+        let (pitch, note, name) = {
+            let app = self.app()?;
+            let a = self.avatar(&app, avatar)?;
+            let (pitch, note) = crate::voice::base_voice_pitch(
+                &app,
+                &a,
+                &espeak,
+                tts_voice,
+                avatar_voice::speakers::DEFAULT_THRESHOLD,
+            )
+            .map_err(internal_anyhow)?;
+            (pitch, note, a.name)
+        };
+        let spoken = crate::voice::say(&espeak, text, tts_voice, pitch, &note, &name)
+            .map_err(|e| BackendError::BadRequest(format!("{e:#}")))?;
+        Ok(avatar_query::Speech {
+            wav: spoken.wav,
+            voice: spoken.voice,
+            their_voice: spoken.their_voice,
+        })
+    }
 }
 
 /// Keeps only `avatar`'s part of `avatar status --json` (and not the server's paths).

@@ -327,6 +327,9 @@ fn median_pitch(app: &crate::app::App, clips: &[VoiceClip]) -> Result<Option<f32
     Ok(avatar_voice::pitch::median(&all))
 }
 
+/// The base TTS voice when none is named (`--tts-voice`, `tts_voice`).
+pub const DEFAULT_TTS_VOICE: &str = "en-us";
+
 /// `avatar speak`.
 pub struct SpeakArgs {
     pub text: String,
@@ -339,11 +342,51 @@ pub fn speak(ctx: &Ctx, args: SpeakArgs) -> Result<()> {
     let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let espeak = avatar_voice::tts::Espeak::find()?;
-    let (clips, _, confirmed) = persons_clips(&app, &avatar, args.threshold)?;
-    let target = median_pitch(&app, &clips)?;
-    let (pitch, pitch_note) = match target {
+    let (pitch, pitch_note) =
+        base_voice_pitch(&app, &avatar, &espeak, &args.tts_voice, args.threshold)?;
+    let speech = say(
+        &espeak,
+        &args.text,
+        &args.tts_voice,
+        pitch,
+        &pitch_note,
+        &avatar.name,
+    )?;
+    std::fs::write(&args.output, &speech.wav)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    println!(
+        "wrote {} ({:.1} s): {}",
+        args.output.display(),
+        speech.seconds,
+        speech.voice
+    );
+    Ok(())
+}
+
+/// Speech for `avatar speak` and `/api/speak`.
+pub struct Spoken {
+    pub wav: Vec<u8>,
+    pub seconds: f64,
+    /// Which voice, in words.
+    pub voice: String,
+    pub their_voice: bool,
+}
+
+/// The base TTS voice's pitch for the avatar (matched to the median of their clips, espeak's
+/// default without clips) and how it was chosen, in words. Reads the clips: hold the data
+/// directory only for this, not for the synthesis.
+pub fn base_voice_pitch(
+    app: &crate::app::App,
+    avatar: &avatar_schemas::AvatarCreated,
+    espeak: &avatar_voice::tts::Espeak,
+    tts_voice: &str,
+    threshold: f32,
+) -> Result<(u8, String)> {
+    let (clips, _, confirmed) = persons_clips(app, avatar, threshold)?;
+    let target = median_pitch(app, &clips)?;
+    Ok(match target {
         Some(hz) => {
-            let (p, got) = espeak.match_pitch(&args.tts_voice, hz)?;
+            let (p, got) = espeak.match_pitch(tts_voice, hz)?;
             (
                 p,
                 format!(
@@ -361,23 +404,29 @@ pub fn speak(ctx: &Ctx, args: SpeakArgs) -> Result<()> {
             50,
             "espeak's default pitch (no clips of their voice yet)".to_string(),
         ),
-    };
-    let mut audio = espeak.speak(&args.text, &args.tts_voice, pitch)?;
+    })
+}
+
+/// `text` in the base TTS voice at `pitch`, loudness-normalised, as a WAV.
+pub fn say(
+    espeak: &avatar_voice::tts::Espeak,
+    text: &str,
+    tts_voice: &str,
+    pitch: u8,
+    pitch_note: &str,
+    name: &str,
+) -> Result<Spoken> {
+    let mut audio = espeak.speak(text, tts_voice, pitch)?;
     avatar_voice::dsp::normalize_loudness(&mut audio.samples, audio.sample_rate, -20.0, 0.891);
-    std::fs::write(
-        &args.output,
-        avatar_voice::wav::encode_wav(&audio.samples, audio.sample_rate),
-    )
-    .with_context(|| format!("cannot write {}", args.output.display()))?;
-    println!(
-        "wrote {} ({:.1} s): the base TTS voice (espeak-ng {}), {pitch_note}. No voice model \
-         is trained for {} yet, so this is not their voice.",
-        args.output.display(),
-        audio.duration_ms() as f64 / 1000.0,
-        args.tts_voice,
-        avatar.name
-    );
-    Ok(())
+    Ok(Spoken {
+        wav: avatar_voice::wav::encode_wav(&audio.samples, audio.sample_rate),
+        seconds: audio.duration_ms() as f64 / 1000.0,
+        voice: format!(
+            "the base TTS voice (espeak-ng {tts_voice}), {pitch_note}. No voice model is trained \
+             for {name} yet, so this is not their voice."
+        ),
+        their_voice: false,
+    })
 }
 
 /// Sentences the base voice says for `voice eval`.

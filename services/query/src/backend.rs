@@ -107,6 +107,26 @@ pub struct NewMemory {
     pub added_by: Option<String>,
 }
 
+/// `POST /api/speak` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeakRequest {
+    pub avatar: String,
+    pub text: String,
+    /// espeak-ng voice of the base TTS front end.
+    pub tts_voice: Option<String>,
+}
+
+/// Speech made for `/api/speak`: a WAV file and which voice spoke it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Speech {
+    pub wav: Vec<u8>,
+    /// Which voice, in words ("the base TTS voice (espeak-ng en-us), pitch matched to …").
+    pub voice: String,
+    /// Whether it is the person's own voice (their trained voice model), not a stand-in.
+    pub their_voice: bool,
+}
+
 /// Errors a backend reports; mapped to HTTP statuses in exactly one place (the router).
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -146,4 +166,7 @@ pub trait Backend: Send + Sync + 'static {
     fn record(&self, avatar: &str, id: &str) -> BackendResult<avatar_schemas::Record>;
     /// Ingestion and training state of this avatar (free-form JSON, as `avatar status --json`).
     fn status(&self, avatar: &str) -> BackendResult<serde_json::Value>;
+    /// `text` spoken for the avatar: in their voice once a voice model is trained, else in the
+    /// base TTS voice (and `Speech` says which).
+    fn speak(&self, avatar: &str, text: &str, tts_voice: Option<&str>) -> BackendResult<Speech>;
 }

@@ -349,6 +349,65 @@ pub(crate) async fn ask(
     .into_response())
 }
 
+/// Longest text `/api/speak` says in one request (about two minutes of speech).
+const MAX_SPEAK_CHARS: usize = 2000;
+
+pub(crate) async fn speak(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let who = caller(&state, &headers)?;
+    let b: crate::backend::SpeakRequest = parse_json(body)?;
+    if b.text.trim().is_empty() {
+        return Err(ApiError::bad_request("`text` must not be empty"));
+    }
+    let chars = b.text.chars().count();
+    if chars > MAX_SPEAK_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "`text` is {chars} characters; at most {MAX_SPEAK_CHARS} are spoken per request"
+        )));
+    }
+    if let Some(v) = &b.tts_voice {
+        // espeak-ng voice names: letters, digits, `-`, `+`, `_` (e.g. en-us, en-gb+f3).
+        if v.is_empty()
+            || !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-+_".contains(c))
+        {
+            return Err(ApiError::bad_request(format!(
+                "`tts_voice` {v:?} is not a voice name"
+            )));
+        }
+    }
+    who.may_read(&state, &b.avatar, Access::new("speak", &b.text))?;
+    let speech = blocking(&state, move |be| {
+        be.speak(&b.avatar, &b.text, b.tts_voice.as_deref())
+    })
+    .await?;
+    // Header values must be visible ASCII.
+    let voice: String = speech
+        .voice
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    let mut response = ([(header::CONTENT_TYPE, "audio/wav")], speech.wav).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&voice) {
+        response.headers_mut().insert("x-avatar-voice", v);
+    }
+    response.headers_mut().insert(
+        "x-avatar-their-voice",
+        axum::http::HeaderValue::from_static(if speech.their_voice { "true" } else { "false" }),
+    );
+    Ok(response)
+}
+
 pub(crate) async fn memories(
     State(state): State<AppState>,
     headers: HeaderMap,

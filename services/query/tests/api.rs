@@ -263,6 +263,34 @@ impl Backend for Twin {
             json!({"avatar": avatar, "records": self.records.iter().filter(|r| r.avatar == avatar).count()}),
         )
     }
+    fn speak(&self, avatar: &str, text: &str, tts_voice: Option<&str>) -> BackendResult<Speech> {
+        self.note("speak", avatar);
+        self.known(avatar)?;
+        if text == "unavailable" {
+            return Err(BackendError::Unavailable(
+                "espeak-ng is not installed".into(),
+            ));
+        }
+        // A WAV header and one silent sample per character: enough for the router's job.
+        let n = text.chars().count() as u32;
+        let mut wav = b"RIFF".to_vec();
+        wav.extend_from_slice(&(36 + 2 * n).to_le_bytes());
+        wav.extend_from_slice(b"WAVEfmt ");
+        for v in [16u32, 1 | (1 << 16), 16_000, 32_000, 2 | (16 << 16)] {
+            wav.extend_from_slice(&v.to_le_bytes());
+        }
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&(2 * n).to_le_bytes());
+        wav.extend(std::iter::repeat_n(0u8, 2 * n as usize));
+        Ok(Speech {
+            wav,
+            voice: format!(
+                "the base TTS voice ({}) – not theirs",
+                tts_voice.unwrap_or("en-us")
+            ),
+            their_voice: false,
+        })
+    }
 }
 
 struct Fixture {
@@ -295,6 +323,7 @@ fn fixture() -> Fixture {
 struct Resp {
     status: StatusCode,
     content_type: String,
+    headers: axum::http::HeaderMap,
     body: Vec<u8>,
 }
 
@@ -332,6 +361,7 @@ async fn call(
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
+    let headers = resp.headers().clone();
     let body = axum::body::to_bytes(resp.into_body(), 64 << 20)
         .await
         .unwrap()
@@ -339,6 +369,7 @@ async fn call(
     Resp {
         status,
         content_type,
+        headers,
         body,
     }
 }
@@ -400,6 +431,12 @@ async fn auth_matrix() {
         ("POST", "/v1/chat/completions", Some(chat), read),
         ("GET", "/api/search?avatar=alice&q=sailing", None, read),
         ("POST", "/api/ask", Some(ask), read),
+        (
+            "POST",
+            "/api/speak",
+            Some(json!({"avatar": "alice", "text": "Fair winds."})),
+            read,
+        ),
         ("GET", "/api/memories?avatar=alice", None, read),
         (
             "POST",
@@ -566,6 +603,59 @@ async fn unknown_and_foreign_avatars_look_the_same() {
     assert!(hits
         .iter()
         .all(|h| h["record"].as_str().unwrap().starts_with('a')));
+}
+
+#[tokio::test]
+async fn speak_returns_a_wav_and_says_whose_voice() {
+    let f = fixture();
+    let s = &f.state;
+    let r = call(
+        s,
+        "POST",
+        "/api/speak",
+        Some(&f.viewer),
+        js(json!({"avatar": "alice", "text": "Fair winds.", "tts_voice": "en-gb+f3"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.content_type, "audio/wav");
+    assert_eq!(&r.body[..4], b"RIFF");
+    assert_eq!(r.body.len(), 44 + 2 * 11);
+    assert_eq!(r.headers["x-avatar-their-voice"], "false");
+    // Non-ASCII in the description cannot go into a header as is.
+    assert_eq!(
+        r.headers["x-avatar-voice"],
+        "the base TTS voice (en-gb+f3) ? not theirs"
+    );
+    for (body, why) in [
+        (json!({"avatar": "alice", "text": "  "}), "empty"),
+        (
+            json!({"avatar": "alice", "text": "x".repeat(2001)}),
+            "2001 characters",
+        ),
+        (
+            json!({"avatar": "alice", "text": "hi", "tts_voice": "en; rm -rf /"}),
+            "not a voice name",
+        ),
+        (
+            json!({"avatar": "alice", "text": "hi", "pitch": 3}),
+            "pitch",
+        ),
+    ] {
+        let r = call(s, "POST", "/api/speak", Some(&f.viewer), js(body)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{why}: {}", r.text());
+        assert!(r.text().contains(why), "{why}: {}", r.text());
+    }
+    let r = call(
+        s,
+        "POST",
+        "/api/speak",
+        Some(&f.viewer),
+        js(json!({"avatar": "alice", "text": "unavailable"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.text().contains("espeak-ng"), "{}", r.text());
 }
 
 #[tokio::test]
