@@ -27,7 +27,9 @@ hyper-parameters than the bundled one (16 mels, n_fft 512, fmax 7000, hidden 8, 
 bins, torch's parametrised weight norm), saved the way torchfcpe's checkpoints are
 ({'global_step', 'model', 'config_dict'}), and testdata/tiny_reference.json: its activations
 and f0 on the glide as torchfcpe's spawn_infer_model_from_pt computes them. That pins down that
-the port reads its sizes from the checkpoint's config.
+the port reads its sizes from the checkpoint's config. testdata/tiny_attention{,_nonorm}.pt and
+their *_reference.json do the same for one Performer-attention layer (conv_only = false, with
+and without use_fa_norm) that the bundled checkpoint does not have.
 """
 
 import json
@@ -146,7 +148,11 @@ def main():
 
     (OUT / "reference.json").write_text(json.dumps(result, indent=1) + "\n")
     print("wrote", OUT / "reference.json")
-    tiny(torchfcpe, signals["glide"])
+    tiny(torchfcpe, signals["glide"], "tiny_random", TINY_CONFIG, 3.0)
+    for name, fa_norm in (("tiny_attention", True), ("tiny_attention_nonorm", False)):
+        cfg = json.loads(json.dumps(TINY_CONFIG))
+        cfg["model"].update({"hidden_dims": 16, "n_layers": 1, "conv_only": False, "use_fa_norm": fa_norm})
+        tiny(torchfcpe, signals["glide"], name, cfg, 1.5)
 
 
 TINY_CONFIG = {
@@ -158,16 +164,16 @@ TINY_CONFIG = {
 }
 
 
-def tiny(torchfcpe, glide_signal):
+def tiny(torchfcpe, glide_signal, name, config, gain):
     """A small random model through torchfcpe's own loading and inference path."""
     torch.manual_seed(0)
-    net = torchfcpe.spawn_model(torchfcpe.tools.DotDict(TINY_CONFIG))
+    net = torchfcpe.spawn_model(torchfcpe.tools.DotDict(config))
     with torch.no_grad():
         # Larger than the default init so the activations are not all ~0.5.
         for p in net.parameters():
-            p.mul_(3.0)
-    path = OUT / "tiny_random.pt"
-    torch.save({"global_step": 0, "model": net.state_dict(), "config_dict": TINY_CONFIG}, path)
+            p.mul_(gain)
+    path = OUT / f"{name}.pt"
+    torch.save({"global_step": 0, "model": net.state_dict(), "config_dict": config}, path)
     model = torchfcpe.spawn_infer_model_from_pt(str(path), device="cpu")
     s16 = to_s16(glide_signal)
     wav = torch.from_numpy(s16.astype(np.float32) / 32768.0)[None, :, None]
@@ -185,8 +191,8 @@ def tiny(torchfcpe, glide_signal):
         "activations_frame_200": [round(float(v), 6) for v in latent[0, 200].numpy()],
         "f0": [round(float(v), 4) for v in f0[0, :, 0].numpy()],
     }
-    (OUT / "tiny_reference.json").write_text(json.dumps(out, indent=1) + "\n")
-    print("wrote", path, f"({path.stat().st_size} bytes) and tiny_reference.json")
+    (OUT / f"{name}_reference.json").write_text(json.dumps(out, indent=1) + "\n")
+    print("wrote", path, f"({path.stat().st_size} bytes) and {name}_reference.json")
 
 
 if __name__ == "__main__":

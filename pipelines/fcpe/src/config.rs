@@ -40,7 +40,8 @@ pub struct ModelConfig {
     pub f0_max: f64,
     #[serde(default)]
     pub use_fa_norm: bool,
-    /// True for the bundled checkpoint: encoder layers are convolution modules only.
+    /// True for the bundled checkpoint: encoder layers are convolution modules only; false adds
+    /// a Performer attention block to each layer.
     #[serde(default)]
     pub conv_only: bool,
     #[serde(default)]
@@ -136,12 +137,8 @@ impl FcpeConfig {
         if n.kind != "CFNaiveMelPE" {
             return Err(FcpeError::Unsupported(format!("model type {:?}", n.kind)));
         }
-        if !n.conv_only {
-            return Err(FcpeError::Unsupported(
-                "encoder layers with Performer attention (conv_only = false); \
-                 torchfcpe's bundled fcpe_c_v001 is conv-only"
-                    .into(),
-            ));
+        if !n.conv_only && n.n_heads == 0 {
+            return Err(FcpeError::Format("attention with 0 heads".into()));
         }
         if n.out_dims < 2
             || n.hidden_dims == 0

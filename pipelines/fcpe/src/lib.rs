@@ -2,7 +2,7 @@
 //! own `fcpe_c_v001.pt`: f0 in Hz every 10 ms for RVC voice conversion and its training.
 //!
 //! The pipeline is torchfcpe's `infer(wav, sr, decoder_mode="local_argmax", threshold=0.006)`:
-//! 16 kHz audio → log-mel ([`mel`]) → conv-only conformer ([`model`]) → local-argmax cents
+//! 16 kHz audio → log-mel ([`mel`]) → conformer ([`model`]) → local-argmax cents
 //! ([`decode`]) → Hz. Long inputs run in chunks with enough context on each side that every
 //! frame sees what it would in one run; GroupNorm statistics are gathered over the whole input
 //! first, so chunking does not change the result.
@@ -196,8 +196,9 @@ impl Fcpe {
         let chunk = self.chunk_frames;
         let ctx = model::receptive_radius(self.net.n_layers());
 
-        if n <= chunk {
-            // One chunk: the statistics come from the same stem output.
+        if n <= chunk || !self.net.is_local() {
+            // One chunk: the statistics come from the same stem output. Attention layers see
+            // every frame, so such models always take one pass (memory grows with the input).
             let mel = self.mel.frames(audio, &framing, 0..n)?;
             let y = self.net.forward(&mel, n)?;
             return f(&y.flatten_all()?.to_vec1::<f32>()?);

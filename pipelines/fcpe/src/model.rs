@@ -1,8 +1,9 @@
 //! The CFNaiveMelPE network of torchfcpe in candle, in (time, channel) layout.
 //!
-//! mel → Conv1d(k3) → GroupNorm(4) → LeakyReLU → Conv1d(k3) → [conformer conv module + residual]
-//! × n_layers → LayerNorm → weight-normed Linear → sigmoid: per frame, the activation of each of
-//! the `out_dims` cent bins. GroupNorm pools statistics over the whole utterance, so the stem is
+//! mel → Conv1d(k3) → GroupNorm(4) → LeakyReLU → Conv1d(k3) → [optional Performer attention +
+//! residual, conformer conv module + residual] × n_layers → LayerNorm → weight-normed Linear →
+//! sigmoid: per frame, the activation of each of the `out_dims` cent bins. The bundled
+//! `fcpe_c_v001` is conv-only; attention layers are ported for checkpoints trained with them. GroupNorm pools statistics over the whole utterance, so the stem is
 //! split in two: [`Network::stem`] (first conv) and [`Network::rest`], which takes the group
 //! statistics gathered over all frames. That keeps chunked runs equal to one long run.
 
@@ -36,6 +37,36 @@ struct ConvModule {
     pw2_t: Tensor,
     pw2_b: Tensor,
     inner: usize,
+}
+
+/// torchfcpe's SelfAttention: Performer "FAVOR+" linear attention with the checkpoint's own
+/// random-feature projection (`fast_attention.projection_matrix`), preceded by the layer's
+/// LayerNorm; `use_norm` L2-normalises queries and keys first (`use_fa_norm`).
+#[derive(Debug)]
+struct Attention {
+    norm_w: Tensor,
+    norm_b: Tensor,
+    q_t: Tensor,
+    q_b: Tensor,
+    k_t: Tensor,
+    k_b: Tensor,
+    v_t: Tensor,
+    v_b: Tensor,
+    out_t: Tensor,
+    out_b: Tensor,
+    /// (dim_head, features)
+    proj_t: Tensor,
+    heads: usize,
+    dim_head: usize,
+    features: usize,
+    use_norm: bool,
+}
+
+/// One encoder layer.
+#[derive(Debug)]
+struct Layer {
+    attn: Option<Attention>,
+    conv: ConvModule,
 }
 
 /// Running sums of the first conv's output per GroupNorm group (f64 over long inputs).
@@ -109,7 +140,7 @@ pub struct Network {
     stem2_t: Tensor,
     stem2_b: Tensor,
     harmonic: Option<Tensor>,
-    layers: Vec<ConvModule>,
+    layers: Vec<Layer>,
     norm_w: Tensor,
     norm_b: Tensor,
     out_t: Tensor,
@@ -162,9 +193,10 @@ impl Network {
     /// Build from a state dict; sizes come from the tensors and are checked against `cfg`.
     pub fn new(tensors: &HashMap<String, Tensor>, cfg: &FcpeConfig) -> Result<Self> {
         let w = Weights(tensors);
-        if tensors.keys().any(|k| k.contains(".attn.")) {
-            return Err(FcpeError::Unsupported(
-                "encoder layers with attention weights".into(),
+        if cfg.model.conv_only && tensors.keys().any(|k| k.contains(".attn.")) {
+            // torchfcpe's strict load_state_dict refuses these too.
+            return Err(FcpeError::Format(
+                "attention weights in a checkpoint whose config says conv_only".into(),
             ));
         }
         let stem_shape = w.shape("input_stack.0.weight")?;
@@ -198,7 +230,7 @@ impl Network {
         let layers = (0..n_layers)
             .map(|i| {
                 let p = format!("net.encoder_layers.{i}.conformer.net");
-                Ok(ConvModule {
+                let conv = ConvModule {
                     ln_w: w.get(&format!("{p}.0.weight"), &[hidden])?,
                     ln_b: w.get(&format!("{p}.0.bias"), &[hidden])?,
                     pw1_t: conv_matrix(&w.get(&format!("{p}.2.weight"), &[2 * inner, hidden, 1])?)?,
@@ -214,7 +246,13 @@ impl Network {
                     pw2_t: conv_matrix(&w.get(&format!("{p}.6.weight"), &[hidden, inner, 1])?)?,
                     pw2_b: w.get(&format!("{p}.6.bias"), &[hidden])?,
                     inner,
-                })
+                };
+                let attn = if m.conv_only {
+                    None
+                } else {
+                    Some(Attention::new(&w, i, hidden, m.n_heads, m.use_fa_norm)?)
+                };
+                Ok(Layer { attn, conv })
             })
             .collect::<Result<Vec<_>>>()?;
         let out_dims = m.out_dims;
@@ -271,6 +309,12 @@ impl Network {
         self.layers.len()
     }
 
+    /// True when every output frame depends only on [`receptive_radius`] frames around it
+    /// (no attention layers), so the input can be processed in chunks.
+    pub fn is_local(&self) -> bool {
+        self.layers.iter().all(|l| l.attn.is_none())
+    }
+
     /// First convolution of the input stack: mel rows (T, n_mels) → (T, hidden).
     pub fn stem(&self, mel: &[f32], frames: usize) -> Result<Tensor> {
         if mel.len() != frames * self.n_mels || frames == 0 {
@@ -309,7 +353,10 @@ impl Network {
             x = x.broadcast_add(e)?;
         }
         for layer in &self.layers {
-            x = (&x + layer.forward(&x)?)?;
+            if let Some(attn) = &layer.attn {
+                x = (&x + attn.forward(&x)?)?;
+            }
+            x = (&x + layer.conv.forward(&x)?)?;
         }
         let x = candle_nn::ops::layer_norm(&x, &self.norm_w, &self.norm_b, EPS as f32)?;
         let x = x.matmul(&self.out_t)?.broadcast_add(&self.out_b)?;
@@ -369,6 +416,109 @@ fn conv_k3(x: &Tensor, w_t: &Tensor, b: &Tensor) -> Result<Tensor> {
     )?
     .reshape((t, c * 3))?;
     Ok(unfolded.matmul(w_t)?.broadcast_add(b)?)
+}
+
+impl Attention {
+    fn new(w: &Weights, layer: usize, dim: usize, heads: usize, use_norm: bool) -> Result<Self> {
+        let p = format!("net.encoder_layers.{layer}");
+        let q_shape = w.shape(&format!("{p}.attn.to_q.weight"))?;
+        let inner = q_shape.first().copied().unwrap_or(0);
+        if heads == 0 || inner == 0 || inner % heads != 0 {
+            return Err(FcpeError::Format(format!(
+                "{p}.attn.to_q.weight has shape {q_shape:?}, not {heads} heads"
+            )));
+        }
+        let dim_head = inner / heads;
+        let proj_name = format!("{p}.attn.fast_attention.projection_matrix");
+        let features = w.shape(&proj_name)?.first().copied().unwrap_or(0);
+        if features == 0 {
+            return Err(FcpeError::Format(format!("{proj_name} is empty")));
+        }
+        let linear = |name: &str, out: usize, inp: usize| -> Result<(Tensor, Tensor)> {
+            let wt = w.get(&format!("{p}.attn.{name}.weight"), &[out, inp])?;
+            let b = w.get(&format!("{p}.attn.{name}.bias"), &[out])?;
+            Ok((wt.t()?.contiguous()?, b))
+        };
+        let (q_t, q_b) = linear("to_q", inner, dim)?;
+        let (k_t, k_b) = linear("to_k", inner, dim)?;
+        let (v_t, v_b) = linear("to_v", inner, dim)?;
+        let (out_t, out_b) = linear("to_out", dim, inner)?;
+        Ok(Self {
+            norm_w: w.get(&format!("{p}.norm.weight"), &[dim])?,
+            norm_b: w.get(&format!("{p}.norm.bias"), &[dim])?,
+            q_t,
+            q_b,
+            k_t,
+            k_b,
+            v_t,
+            v_b,
+            out_t,
+            out_b,
+            proj_t: w
+                .get(&proj_name, &[features, dim_head])?
+                .t()?
+                .contiguous()?,
+            heads,
+            dim_head,
+            features,
+            use_norm,
+        })
+    }
+
+    /// (T, dim) → (T, dim), the residual branch `attn(norm(x))`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (t, _) = x.dims2()?;
+        let (h, d) = (self.heads, self.dim_head);
+        let x = candle_nn::ops::layer_norm(x, &self.norm_w, &self.norm_b, EPS as f32)?;
+        let split = |w: &Tensor, b: &Tensor| -> Result<Tensor> {
+            Ok(x.matmul(w)?
+                .broadcast_add(b)?
+                .reshape((t, h, d))?
+                .transpose(0, 1)?
+                .contiguous()?)
+        };
+        let (mut q, mut k, v) = (
+            split(&self.q_t, &self.q_b)?,
+            split(&self.k_t, &self.k_b)?,
+            split(&self.v_t, &self.v_b)?,
+        );
+        if self.use_norm {
+            let l2 = |a: &Tensor| -> Result<Tensor> {
+                Ok(a.broadcast_div(&(a.sqr()?.sum_keepdim(2)?.sqrt()? + 1e-8)?)?)
+            };
+            q = l2(&q)?;
+            k = l2(&k)?;
+        }
+        let qf = self.features(&q, true)?; // (H, T, F)
+        let kf = self.features(&k, false)?;
+        let k_sum = kf.sum_keepdim(1)?; // (H, 1, F)
+        let d_inv = (qf.broadcast_mul(&k_sum)?.sum_keepdim(2)? + 1e-8)?.recip()?; // (H, T, 1)
+        let context = kf.transpose(1, 2)?.contiguous()?.matmul(&v)?; // (H, F, D)
+        let out = qf.matmul(&context)?.broadcast_mul(&d_inv)?; // (H, T, D)
+        let out = out.transpose(0, 1)?.contiguous()?.reshape((t, h * d))?;
+        Ok(out.matmul(&self.out_t)?.broadcast_add(&self.out_b)?)
+    }
+
+    /// Performer's softmax kernel features of (H, T, D) queries or keys. As in torchfcpe, the
+    /// query side subtracts its per-row max before `exp`, the key side adds its eps inside it.
+    fn features(&self, data: &Tensor, is_query: bool) -> Result<Tensor> {
+        const KERNEL_EPS: f64 = 1e-4;
+        let (h, t, d) = data.dims3()?;
+        let normalizer = (d as f64).powf(-0.25);
+        let ratio = (self.features as f64).powf(-0.5);
+        let dash = (data * normalizer)?
+            .reshape((h * t, d))?
+            .matmul(&self.proj_t)?
+            .reshape((h, t, self.features))?;
+        let diag = (data.sqr()?.sum_keepdim(2)? * (0.5 * normalizer * normalizer))?;
+        let z = dash.broadcast_sub(&diag)?;
+        let e = if is_query {
+            (z.broadcast_sub(&dash.max_keepdim(2)?)?.exp()? + KERNEL_EPS)?
+        } else {
+            (z + KERNEL_EPS)?.exp()?
+        };
+        Ok((e * ratio)?)
+    }
 }
 
 impl ConvModule {

@@ -1,5 +1,5 @@
 //! The network's plumbing without the real weights: a tiny random checkpoint that torchfcpe
-//! itself saved and ran (`testdata/tiny_random.pt`, `tiny_reference.json`, both from
+//! itself saved and ran (`testdata/tiny_random.pt`, `tiny_random_reference.json`, both from
 //! `reference/make_reference.py`), random weights built here, and malformed inputs and files.
 
 use std::collections::HashMap;
@@ -36,9 +36,10 @@ fn ok<T>(r: avatar_fcpe::Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
 }
 
-#[test]
-fn tiny_checkpoint_matches_torchfcpe_and_its_config_drives_the_sizes() {
-    let fcpe = ok(Fcpe::load(testdata("tiny_random.pt")));
+/// Load `testdata/{name}.pt`, compare with `{name}_reference.json`; returns the worst
+/// activation difference.
+fn check_tiny(name: &str, hidden: usize, layers: usize, max_diff: f32) -> Fcpe {
+    let fcpe = ok(Fcpe::load(testdata(&format!("{name}.pt"))));
     let cfg = fcpe.config();
     assert_eq!(
         (cfg.mel.num_mels, cfg.mel.n_fft, cfg.mel.fmax),
@@ -50,12 +51,12 @@ fn tiny_checkpoint_matches_torchfcpe_and_its_config_drives_the_sizes() {
             cfg.model.n_layers,
             cfg.model.out_dims
         ),
-        (8, 2, 20)
+        (hidden, layers, 20)
     );
     assert_eq!(fcpe.cent_table().len(), 20);
 
-    let text =
-        std::fs::read_to_string(testdata("tiny_reference.json")).unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(testdata(&format!("{name}_reference.json")))
+        .unwrap_or_else(|e| panic!("{e}"));
     let r: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
     let audio = read_s16("glide_16k.s16");
 
@@ -87,11 +88,8 @@ fn tiny_checkpoint_matches_torchfcpe_and_its_config_drives_the_sizes() {
     {
         worst = worst.max((g - w).abs());
     }
-    eprintln!("tiny model: worst |activation difference| {worst:.2e}");
-    // Weights 3x torch's init make this net a strong amplifier: float32 rounding in the mel and
-    // matmuls grows to ~1e-4 here (silent frames, far from the tone, differ by ~2e-6). A wrong
-    // layer or mel setting moves activations by 1e-1.
-    assert!(worst < 5e-4, "activations differ by {worst}");
+    eprintln!("{name}: worst |activation difference| {worst:.2e}");
+    assert!(worst < max_diff, "{name}: activations differ by {worst}");
 
     let theirs = floats(&r["f0"]);
     let ours = ok(fcpe.f0_with(&audio, 16000, &F0Options::raw(0.006)));
@@ -104,9 +102,32 @@ fn tiny_checkpoint_matches_torchfcpe_and_its_config_drives_the_sizes() {
     // A random net has near-tied peaks; allow one frame in a hundred to pick the other one.
     assert!(
         close * 100 >= ours.len() * 99,
-        "{close} of {} frames agree",
+        "{name}: {close} of {} frames agree",
         ours.len()
     );
+    fcpe
+}
+
+#[test]
+fn tiny_checkpoint_matches_torchfcpe_and_its_config_drives_the_sizes() {
+    // Weights 3x torch's init make this net a strong amplifier: float32 rounding in the mel and
+    // matmuls grows to ~1e-4 here (silent frames, far from the tone, differ by ~2e-6). A wrong
+    // layer or mel setting moves activations by 1e-1.
+    check_tiny("tiny_random", 8, 2, 5e-4);
+}
+
+#[test]
+fn performer_attention_layers_match_torchfcpe() {
+    // tiny_attention_nonorm.pt is also an archive the zip crate's offset detection (and so
+    // candle's pickle::read_all) rejects; the loader opens it at offset 0.
+    for name in ["tiny_attention", "tiny_attention_nonorm"] {
+        let fcpe = check_tiny(name, 16, 1, 5e-4);
+        // Attention sees every frame: a small chunk size must not change anything.
+        let audio = read_s16("glide_16k.s16");
+        let whole = ok(fcpe.activations(&audio, 16000));
+        let chunked = ok(fcpe.with_chunk_frames(50).activations(&audio, 16000));
+        assert_eq!(whole, chunked);
+    }
 }
 
 /// A deterministic generator for weights (no rand dependency).
@@ -281,18 +302,29 @@ fn missing_or_misshapen_tensors_are_named() {
     let e = format_error(&random_weights(), cfg);
     assert!(e.contains("2 encoder layers"), "{e}");
 
+    // Attention weights in a conv-only config, and a config with attention but no weights.
     let mut w = random_weights();
     w.insert(
         "net.encoder_layers.0.attn.to_q.weight".into(),
         Lcg(1).tensor(&[4, 4], 1.0),
     );
-    assert!(matches!(
-        Fcpe::from_tensors(&w, tiny_config()),
-        Err(FcpeError::Unsupported(_))
-    ));
+    let e = format_error(&w, tiny_config());
+    assert!(e.contains("conv_only"), "{e}");
 
     let mut cfg = tiny_config();
     cfg.model.conv_only = false;
+    let e = format_error(&random_weights(), cfg);
+    assert!(e.contains("net.encoder_layers.0.attn.to_q.weight"), "{e}");
+
+    // Other model types and mel types are refused as unsupported, not misread.
+    let mut cfg = tiny_config();
+    cfg.model.kind = "CFNaiveMelPEONNX".into();
+    assert!(matches!(
+        Fcpe::from_tensors(&random_weights(), cfg),
+        Err(FcpeError::Unsupported(_))
+    ));
+    let mut cfg = tiny_config();
+    cfg.mel.kind = Some("stft".into());
     assert!(matches!(
         Fcpe::from_tensors(&random_weights(), cfg),
         Err(FcpeError::Unsupported(_))
