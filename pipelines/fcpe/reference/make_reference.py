@@ -3,7 +3,9 @@
 How to run (from the repository root; takes ~10 s on a CPU):
 
     pip install --no-deps --target /work/scratch/pydeps-fcpe \
-        /work/scratch/wheels/torchfcpe-0.0.4-py3-none-any.whl einops local-attention
+        /work/scratch/wheels/torchfcpe-0.0.4-py3-none-any.whl einops 'local-attention==1.8.6'
+    (torchfcpe imports local_attention but does not use it for these models; releases after
+    1.8.x import `hyper_connections`, which would be one more package)
     PYTHONPATH=/work/scratch/pydeps-fcpe ~/.cache/avatar/bench-venv/bin/python \
         pipelines/fcpe/reference/make_reference.py
 
@@ -25,7 +27,7 @@ voiced counts and median voiced f0; and for the synthetic signal five full mel f
 It also writes testdata/tiny_random.pt, a randomly initialised CFNaiveMelPE (seed 0) with other
 hyper-parameters than the bundled one (16 mels, n_fft 512, fmax 7000, hidden 8, 2 layers, 20
 bins, torch's parametrised weight norm), saved the way torchfcpe's checkpoints are
-({'global_step', 'model', 'config_dict'}), and testdata/tiny_reference.json: its activations
+({'global_step', 'model', 'config_dict'}), and testdata/tiny_random_reference.json: its activations
 and f0 on the glide as torchfcpe's spawn_infer_model_from_pt computes them. That pins down that
 the port reads its sizes from the checkpoint's config. testdata/tiny_attention{,_nonorm}.pt and
 their *_reference.json do the same for one Performer-attention layer (conv_only = false, with

@@ -128,8 +128,10 @@ impl Fcpe {
         self.config.mel.hop_size
     }
 
-    /// f0 in Hz per 10 ms frame (`len16k / 160 + 1` frames, the first centred on sample 0),
-    /// 0 for unvoiced, voiced frames clamped to 50–1100 Hz; torchfcpe's default threshold.
+    /// f0 in Hz per 10 ms frame, 0 for unvoiced, voiced frames clamped to 50–1100 Hz;
+    /// torchfcpe's default threshold. There are `len16k / 160 + 1` frames (`len16k`: the length
+    /// at 16 kHz); frame `i` is the 1024-sample window centred on 16 kHz sample `160·i + 80`
+    /// (torchfcpe pads (1024 − 160) / 2 on the left), the last one repeated.
     pub fn f0(&self, samples: &[f32], rate: u32) -> Result<Vec<f32>> {
         self.f0_with(samples, rate, &F0Options::default())
     }
