@@ -33,15 +33,20 @@ fi
 trap 'infra/kafka.sh stop "$TANSU_PID"; rm -rf "$TANSU_DATA"; [ -z "$S3_PID" ] || infra/s3.sh stop "$S3_PID"' EXIT
 export KAFKA_BROKERS TANSU_BIN
 
-# espeak-ng, the base TTS voice (Debian package), for the speak/eval tests; they skip, loudly,
-# where it cannot be installed.
-if ! command -v espeak-ng >/dev/null 2>&1; then
-  echo "== espeak-ng (apt, once)"
+# espeak-ng, the base TTS voice, and opusenc (libopus's reference encoder, to make a voice note
+# the way phones do), both Debian packages, for the speak/eval and Opus tests; those skip,
+# loudly, where they cannot be installed.
+missing=""
+command -v espeak-ng >/dev/null 2>&1 || missing="$missing espeak-ng"
+command -v opusenc >/dev/null 2>&1 || missing="$missing opus-tools"
+if [ -n "$missing" ]; then
+  echo "== apt (once):$missing"
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
+  # shellcheck disable=SC2086
   { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-      --no-install-recommends espeak-ng >/dev/null; } ||
-    echo "note: espeak-ng could not be installed; the speak and voice eval tests will skip"
+      --no-install-recommends $missing >/dev/null; } ||
+    echo "note:$missing could not be installed; the tests that need them will skip"
 fi
 
 echo "== cargo test (workspace)"

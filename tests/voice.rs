@@ -465,3 +465,44 @@ fn speak_uses_the_base_voice_and_says_so_and_eval_reports_the_figures() {
         "{human}"
     );
 }
+
+/// A voice note as phones send it (Ogg Opus, made here by libopus's own `opusenc` from the
+/// reference speech): decoded, cut into a clip, transcribed and found by search.
+#[test]
+fn an_opus_voice_note_is_heard_and_searchable() {
+    let Some(dir) = fixtures().map(|f| f.join("../reference")) else {
+        return;
+    };
+    if std::process::Command::new("opusenc")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: opusenc not installed (apt-get install opus-tools)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let note = tmp.path().join("PTT-20190412-WA0003.opus");
+    let made = std::process::Command::new("opusenc")
+        .args(["--quiet", "--bitrate", "24", "--speech"])
+        .arg(dir.join("speech_a.wav"))
+        .arg(&note)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    let said = stdout(&ok(&data, &["ingest", note.to_str().unwrap()]));
+    assert!(said.contains("1 clip(s) of speech"), "{said}");
+    let list = clips(&data);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["sample_rate"], 48_000);
+    if installed_model("whisper-tiny.en/model.bin", "whisper-tiny.en").is_some() {
+        let hits = json_lines(&ok(
+            &data,
+            &["search", "apples coins", "--json", "--mode", "bm25"],
+        ));
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert!(hits[0]["source"].as_str().unwrap().ends_with(".opus"));
+    }
+}
