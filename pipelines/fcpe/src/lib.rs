@@ -248,3 +248,19 @@ impl Fcpe {
         &self.net.cent_table
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_path_is_where_fetch_models_puts_it() {
+        assert!(Fcpe::default_path().ends_with("fcpe/fcpe_c_v001.pt"));
+    }
+
+    #[test]
+    fn default_options_are_torchfcpes_threshold_and_rvcs_range() {
+        let o = F0Options::default();
+        assert_eq!((o.threshold, o.f0_min, o.f0_max), (0.006, 50.0, 1100.0));
+    }
+}
