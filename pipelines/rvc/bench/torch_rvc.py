@@ -2,7 +2,7 @@
 weights, inputs and noise the Rust bench wrote, timed the same way.
 
 Usage: python torch_rvc.py IN.safetensors CONFIG.json OUT.safetensors
-Prints one JSON line {"seconds": ...}. Exits 3 if torch or the RVC model code is missing.
+Prints one JSON line {"seconds": wall, "cpu_seconds": process CPU time, "threads": n}. Exits 3 if torch or the RVC model code is missing.
 Needs torch, safetensors and the rvc-python wheel unpacked at $RVC_PY (see
 reference/make_reference.py for how to get it).
 """
@@ -51,13 +51,13 @@ def main():
     torch.randn_like = given
     try:
         with torch.no_grad():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             audio = net.infer(phone, lengths, pitch, pitchf, sid)[0][0, 0]
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
         torch.randn_like = orig
     save_file({"audio": audio.contiguous()}, sys.argv[3])
-    print(json.dumps({"seconds": seconds, "threads": torch.get_num_threads()}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

@@ -88,6 +88,33 @@ fn random_weights(
     Ok(out)
 }
 
+/// CPU seconds (user + system, all threads) this process has used: on a shared machine
+/// this moves less than wall time when other jobs compete for the cores.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let Some(rest) = stat.rsplit(')').next() else {
+        return f64::NAN;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Wall and CPU seconds of `f`.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
+    let (c0, t) = (cpu_seconds(), Instant::now());
+    let out = f();
+    (out, t.elapsed().as_secs_f64(), cpu_seconds() - c0)
+}
+
 fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("AVATAR_BENCH_PYTHON") {
         return PathBuf::from(p);
@@ -139,23 +166,23 @@ fn main() -> BenchResult {
         "RVC v2 40k, real sizes, random weights: {frames} frames = {audio_secs:.1} s of audio"
     );
 
-    let t = Instant::now();
-    let whole = synth.infer_with_noise(&input, &noise)?.audio;
-    let candle_secs = t.elapsed().as_secs_f64();
+    println!("RTF = wall seconds per audio second (CPU-seconds in brackets, all threads)");
+    let (whole, candle_secs, candle_cpu) = timed(|| synth.infer_with_noise(&input, &noise));
+    let whole = whole?.audio;
     println!(
-        "candle (whole utterance):       {candle_secs:7.2} s  RTF {:.3}",
+        "candle (whole utterance):       {candle_secs:7.2} s  RTF {:.3}  [{candle_cpu:.1} CPU-s]",
         candle_secs / audio_secs
     );
-    let t = Instant::now();
-    let chunked = synthesize_chunked(&synth, &input, Some(&noise), Chunking::default())?;
-    let chunked_secs = t.elapsed().as_secs_f64();
+    let (chunked, chunked_secs, chunked_cpu) =
+        timed(|| synthesize_chunked(&synth, &input, Some(&noise), Chunking::default()));
+    let chunked = chunked?;
     let chunk_err = whole
         .iter()
         .zip(&chunked)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     println!(
-        "candle (chunked, 2 s decoder):  {chunked_secs:7.2} s  RTF {:.3}  (max abs diff to whole {chunk_err:.2e})",
+        "candle (chunked, 2 s decoder):  {chunked_secs:7.2} s  RTF {:.3}  [{chunked_cpu:.1} CPU-s]  (max abs diff to whole {chunk_err:.2e})",
         chunked_secs / audio_secs
     );
 
@@ -247,6 +274,7 @@ fn main() -> BenchResult {
     let torch_secs = v["seconds"]
         .as_f64()
         .ok_or("torch script printed no timing")?;
+    let torch_cpu = v["cpu_seconds"].as_f64().unwrap_or(f64::NAN);
     let torch_audio = candle_core::safetensors::load(&out, &dev)?
         .remove("audio")
         .ok_or("torch script wrote no audio")?
@@ -257,14 +285,16 @@ fn main() -> BenchResult {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     println!(
-        "PyTorch RVC ({} threads):        {torch_secs:7.2} s  RTF {:.3}",
+        "PyTorch RVC ({} threads):        {torch_secs:7.2} s  RTF {:.3}  [{torch_cpu:.1} CPU-s]",
         v["threads"],
         torch_secs / audio_secs
     );
     println!(
-        "candle is {:.2}x PyTorch's speed (whole), {:.2}x (chunked); max abs diff candle vs PyTorch {err:.2e} over {} samples",
+        "candle is {:.2}x PyTorch's speed (whole), {:.2}x (chunked); by CPU-seconds {:.2}x / {:.2}x; max abs diff candle vs PyTorch {err:.2e} over {} samples",
         torch_secs / candle_secs,
         torch_secs / chunked_secs,
+        torch_cpu / candle_cpu,
+        torch_cpu / chunked_cpu,
         torch_audio.len().min(whole.len())
     );
     Ok(())
