@@ -141,15 +141,14 @@ impl ResBlock {
         match self {
             Self::One(pairs) => {
                 for (c1, c2) in pairs {
-                    let mut xt = c1.forward(&x.leaky_relu(LRELU_SLOPE))?;
-                    leaky_relu_in_place(&mut xt.data, LRELU_SLOPE);
-                    let xt = c2.forward(&xt)?;
+                    let xt = c1.forward_act(&x, Some(LRELU_SLOPE))?;
+                    let xt = c2.forward_act(&xt, Some(LRELU_SLOPE))?;
                     x.add_assign(&xt)?;
                 }
             }
             Self::Two(convs) => {
                 for c in convs {
-                    let xt = c.forward(&x.leaky_relu(LRELU_SLOPE))?;
+                    let xt = c.forward_act(&x, Some(LRELU_SLOPE))?;
                     x.add_assign(&xt)?;
                 }
             }
@@ -389,8 +388,7 @@ impl Decoder {
             }
         }
         // The last activation is F.leaky_relu's default slope 0.01, not LRELU_SLOPE.
-        leaky_relu_in_place(&mut x.data, 0.01);
-        let y = self.conv_post.forward(&x)?;
+        let y = self.conv_post.forward_act(&x, Some(0.01))?;
         Ok(y.data.into_iter().map(f32::tanh).collect())
     }
 }

@@ -6,7 +6,8 @@
 //! Here im2col is built a cache-sized block of rows at a time and each block is one matmul
 //! straight into time-major output, so nothing is transposed and memory stays bounded.
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Storage, Tensor};
+use rayon::prelude::*;
 
 use crate::error::{Result, RvcError};
 
@@ -41,13 +42,6 @@ impl Seq {
         let (c, l) = t.dims2()?;
         let data = t.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         Self::new(data, l, c)
-    }
-
-    /// `F.leaky_relu(x, slope)` into a new sequence.
-    pub fn leaky_relu(&self, slope: f32) -> Self {
-        let mut out = self.clone();
-        leaky_relu_in_place(&mut out.data, slope);
-        out
     }
 
     /// `self += other` (same shape).
@@ -128,6 +122,12 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Seq) -> Result<Seq> {
+        self.forward_act(x, None)
+    }
+
+    /// The conv of `leaky_relu(x, slope)` (when `slope` is given), the activation applied
+    /// while gathering im2col rows instead of in a separate pass over `x`.
+    pub fn forward_act(&self, x: &Seq, slope: Option<f32>) -> Result<Seq> {
         if x.channels != self.c_in {
             return Err(RvcError::Input(format!(
                 "conv expects {} channels, got {}",
@@ -142,26 +142,59 @@ impl Conv {
         while t0 < l_out {
             let t1 = (t0 + rows).min(l_out);
             let mut col = vec![0f32; (t1 - t0) * width];
-            for (r, t) in (t0..t1).enumerate() {
-                let base = (t * self.stride) as isize - self.padding as isize;
-                for j in 0..self.kernel {
-                    let src = base + (j * self.dilation) as isize;
-                    if src >= 0 && (src as usize) < x.len {
-                        let s = src as usize * self.c_in;
-                        let d = r * width + j * self.c_in;
-                        col[d..d + self.c_in].copy_from_slice(&x.data[s..s + self.c_in]);
-                    }
-                }
-            }
+            col.par_chunks_mut(width)
+                .zip(t0..t1)
+                .for_each(|(row, t)| self.gather_row(x, t, slope, row));
             let col = Tensor::from_vec(col, (t1 - t0, width), &Device::Cpu)?;
-            let y = col.matmul(&self.w)?.flatten_all()?.to_vec1::<f32>()?;
-            out.extend_from_slice(&y);
+            extend_from_tensor(&mut out, &col.matmul(&self.w)?)?;
             t0 = t1;
         }
         let mut out = Seq::new(out, l_out, self.c_out)?;
         out.add_row(&self.bias);
         Ok(out)
     }
+
+    /// im2col row for output step `t`: the taps `t * stride + j * dilation - padding`,
+    /// zeros outside the input.
+    fn gather_row(&self, x: &Seq, t: usize, slope: Option<f32>, row: &mut [f32]) {
+        let base = (t * self.stride) as isize - self.padding as isize;
+        for (j, dst) in row.chunks_exact_mut(self.c_in).enumerate() {
+            let src = base + (j * self.dilation) as isize;
+            if src < 0 || src as usize >= x.len {
+                continue;
+            }
+            let s = src as usize * self.c_in;
+            let src = &x.data[s..s + self.c_in];
+            match slope {
+                Some(a) => dst
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &v)| *d = if v < 0.0 { v * a } else { v }),
+                None => dst.copy_from_slice(src),
+            }
+        }
+    }
+}
+
+/// Append a contiguous f32 tensor's values without an intermediate Vec.
+fn extend_from_tensor(out: &mut Vec<f32>, t: &Tensor) -> Result<()> {
+    let n = t.elem_count();
+    let (storage, layout) = t.storage_and_layout();
+    match (&*storage, layout.is_contiguous()) {
+        (Storage::Cpu(cpu), true) => {
+            let start = layout.start_offset();
+            let s = cpu.as_slice::<f32>()?;
+            let s = s
+                .get(start..start + n)
+                .ok_or_else(|| RvcError::Input("matmul output shorter than its shape".into()))?;
+            out.extend_from_slice(s);
+        }
+        _ => {
+            drop(storage);
+            out.extend_from_slice(&t.flatten_all()?.to_vec1::<f32>()?);
+        }
+    }
+    Ok(())
 }
 
 /// `torch.nn.ConvTranspose1d` (stride `rate`, padding `p`) on time-major input: one matmul
