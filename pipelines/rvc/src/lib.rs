@@ -12,6 +12,7 @@ mod flow;
 pub mod index;
 mod nn;
 pub mod nsf;
+pub mod pipeline;
 pub mod shapes;
 pub mod synth;
 mod text_encoder;
@@ -24,4 +25,5 @@ pub use convert::{
 };
 pub use error::{Result, RvcError};
 pub use index::FeatureIndex;
+pub use pipeline::{convert, prepare, ConvertParams, Prepared};
 pub use synth::{Latent, Noise, SynthInput, Synthesis, Synthesizer};
