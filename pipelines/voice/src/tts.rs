@@ -77,6 +77,41 @@ impl Espeak {
             .map_err(|e| TtsError::Failed(format!("its output is not audio: {e}")))
     }
 
+    /// `text` as espeak's IPA phonemes (what Piper voices were trained on), one line per
+    /// clause espeak found, joined with spaces.
+    pub fn ipa(&self, text: &str, voice: &str) -> Result<String, TtsError> {
+        let text: String = text.trim().chars().take(MAX_CHARS).collect();
+        if text.is_empty() {
+            return Ok(String::new());
+        }
+        let mut child = Command::new(&self.bin)
+            .args(["-q", "--ipa", "-v", voice])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| TtsError::Failed(e.to_string()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(text.as_bytes())
+                .map_err(|e| TtsError::Failed(e.to_string()))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| TtsError::Failed(e.to_string()))?;
+        if !out.status.success() {
+            return Err(TtsError::Failed(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        Ok(lines.join(" "))
+    }
+
     /// The pitch setting (0–99) whose median F0 on a probe sentence is closest to `target_hz`,
     /// and that median.
     pub fn match_pitch(&self, voice: &str, target_hz: f32) -> Result<(u8, f32), TtsError> {

@@ -330,9 +330,10 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
             VoiceCommand::Person { clip, threshold } => crate::voice::person(ctx, &clip, threshold),
             VoiceCommand::Eval {
                 json,
+                tts,
                 tts_voice,
                 threshold,
-            } => crate::voice::eval(ctx, json, &tts_voice, threshold),
+            } => crate::voice::eval(ctx, json, &tts, &tts_voice, threshold),
         },
         Command::Transcribe {
             files,
@@ -343,6 +344,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Speak {
             text,
             output,
+            tts,
             tts_voice,
             threshold,
         } => crate::voice::speak(
@@ -350,6 +352,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
             crate::voice::SpeakArgs {
                 text,
                 output,
+                tts,
                 tts_voice,
                 threshold,
             },

@@ -158,13 +158,18 @@ pub enum Command {
         command: EvalCommand,
     },
     /// Say TEXT out loud into a WAV file. Until a voice model is trained for the avatar this is
-    /// the base TTS voice (espeak-ng), its pitch matched to the person's clips, and it says so.
+    /// the base TTS voice, and it says so: Piper's en_US-joe-medium (neural, from
+    /// `infra/fetch-models.sh piper`) when installed, else espeak-ng with its pitch matched to
+    /// the person's clips.
     ///
     /// Example: avatar speak "Always finish what you start." -o advice.wav
     Speak {
         text: String,
         #[arg(long, short)]
         output: PathBuf,
+        /// Base TTS front end: auto (Piper when installed, else espeak-ng), piper or espeak.
+        #[arg(long, default_value = "auto")]
+        tts: String,
         /// espeak-ng voice of the base TTS (`espeak-ng --voices` lists them).
         #[arg(long, default_value = "en-us")]
         tts_voice: String,
@@ -664,6 +669,9 @@ pub enum VoiceCommand {
     Eval {
         #[arg(long)]
         json: bool,
+        /// Base TTS front end: auto (Piper when installed, else espeak-ng), piper or espeak.
+        #[arg(long, default_value = "auto")]
+        tts: String,
         /// espeak-ng voice of the base TTS.
         #[arg(long, default_value = "en-us")]
         tts_voice: String,

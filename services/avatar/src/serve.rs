@@ -753,24 +753,40 @@ impl Backend for EmbeddedBackend {
         text: &str,
         tts_voice: Option<&str>,
     ) -> BackendResult<avatar_query::Speech> {
-        let tts_voice = tts_voice.unwrap_or(crate::voice::DEFAULT_TTS_VOICE);
         let espeak = avatar_voice::tts::Espeak::find()
             .map_err(|e| BackendError::Unavailable(format!("no TTS front end: {e}")))?;
-        let (pitch, note, name) = {
-            let app = self.app()?;
-            let a = self.avatar(&app, avatar)?;
-            let (pitch, note) = crate::voice::base_voice_pitch(
-                &app,
-                &a,
-                &espeak,
-                tts_voice,
-                avatar_voice::speakers::DEFAULT_THRESHOLD,
-            )
-            .map_err(internal_anyhow)?;
-            (pitch, note, a.name)
+        // A named espeak voice asks for espeak-ng; otherwise Piper when installed.
+        let front = match tts_voice {
+            Some(_) => crate::voice::BaseVoice::Espeak,
+            None => crate::voice::base_voice("auto").map_err(internal_anyhow)?,
         };
-        let spoken = crate::voice::say(&espeak, text, tts_voice, pitch, &note, &name)
-            .map_err(|e| BackendError::BadRequest(format!("{e:#}")))?;
+        let tts_voice = tts_voice.unwrap_or(crate::voice::DEFAULT_TTS_VOICE);
+        let spoken = match front {
+            crate::voice::BaseVoice::Piper(piper) => {
+                let name = {
+                    let app = self.app()?;
+                    self.avatar(&app, avatar)?.name
+                };
+                crate::voice::say_piper(piper, &espeak, text, &name)
+            }
+            crate::voice::BaseVoice::Espeak => {
+                let (pitch, note, name) = {
+                    let app = self.app()?;
+                    let a = self.avatar(&app, avatar)?;
+                    let (pitch, note) = crate::voice::base_voice_pitch(
+                        &app,
+                        &a,
+                        &espeak,
+                        tts_voice,
+                        avatar_voice::speakers::DEFAULT_THRESHOLD,
+                    )
+                    .map_err(internal_anyhow)?;
+                    (pitch, note, a.name)
+                };
+                crate::voice::say(&espeak, text, tts_voice, pitch, &note, &name)
+            }
+        }
+        .map_err(|e| BackendError::BadRequest(format!("{e:#}")))?;
         Ok(avatar_query::Speech {
             wav: spoken.wav,
             voice: spoken.voice,

@@ -334,6 +334,8 @@ pub const DEFAULT_TTS_VOICE: &str = "en-us";
 pub struct SpeakArgs {
     pub text: String,
     pub output: PathBuf,
+    /// auto, piper or espeak.
+    pub tts: String,
     pub tts_voice: String,
     pub threshold: f32,
 }
@@ -342,16 +344,21 @@ pub fn speak(ctx: &Ctx, args: SpeakArgs) -> Result<()> {
     let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let espeak = avatar_voice::tts::Espeak::find()?;
-    let (pitch, pitch_note) =
-        base_voice_pitch(&app, &avatar, &espeak, &args.tts_voice, args.threshold)?;
-    let speech = say(
-        &espeak,
-        &args.text,
-        &args.tts_voice,
-        pitch,
-        &pitch_note,
-        &avatar.name,
-    )?;
+    let speech = match base_voice(&args.tts)? {
+        BaseVoice::Piper(piper) => say_piper(piper, &espeak, &args.text, &avatar.name)?,
+        BaseVoice::Espeak => {
+            let (pitch, pitch_note) =
+                base_voice_pitch(&app, &avatar, &espeak, &args.tts_voice, args.threshold)?;
+            say(
+                &espeak,
+                &args.text,
+                &args.tts_voice,
+                pitch,
+                &pitch_note,
+                &avatar.name,
+            )?
+        }
+    };
     std::fs::write(&args.output, &speech.wav)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     println!(
@@ -361,6 +368,62 @@ pub fn speak(ctx: &Ctx, args: SpeakArgs) -> Result<()> {
         speech.voice
     );
     Ok(())
+}
+
+/// The base TTS front end.
+pub enum BaseVoice {
+    /// Piper's neural voice (loaded once per process).
+    Piper(&'static avatar_voice::piper::PiperVoice),
+    /// espeak-ng, its pitch matched to the person's.
+    Espeak,
+}
+
+/// The Piper voice of the models directory, loaded on first use (63 MB; an ONNX session).
+fn piper_voice() -> Result<&'static avatar_voice::piper::PiperVoice, String> {
+    static VOICE: std::sync::OnceLock<Result<avatar_voice::piper::PiperVoice, String>> =
+        std::sync::OnceLock::new();
+    VOICE
+        .get_or_init(|| {
+            avatar_voice::piper::PiperVoice::load_default(&avatar_transcribe::default_model_dir())
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// `auto` (Piper when installed, else espeak-ng), `piper` or `espeak`.
+pub fn base_voice(choice: &str) -> Result<BaseVoice> {
+    match choice {
+        "espeak" => Ok(BaseVoice::Espeak),
+        "piper" => piper_voice()
+            .map(BaseVoice::Piper)
+            .map_err(|e| anyhow::anyhow!(e)),
+        "auto" => Ok(piper_voice()
+            .map(BaseVoice::Piper)
+            .unwrap_or(BaseVoice::Espeak)),
+        other => anyhow::bail!("unknown TTS front end {other:?}: expected auto, piper or espeak"),
+    }
+}
+
+/// `text` in Piper's voice, loudness-normalised, as a WAV.
+pub fn say_piper(
+    piper: &avatar_voice::piper::PiperVoice,
+    espeak: &avatar_voice::tts::Espeak,
+    text: &str,
+    name: &str,
+) -> Result<Spoken> {
+    let mut audio = piper.speak(espeak, text)?;
+    avatar_voice::dsp::normalize_loudness(&mut audio.samples, audio.sample_rate, -20.0, 0.891);
+    Ok(Spoken {
+        wav: avatar_voice::wav::encode_wav(&audio.samples, audio.sample_rate),
+        seconds: audio.duration_ms() as f64 / 1000.0,
+        voice: format!(
+            "the base TTS voice (Piper {}, its own pitch). No voice model is trained for {name} \
+             yet, so this is not their voice.",
+            piper.name()
+        ),
+        their_voice: false,
+    })
 }
 
 /// Speech for `avatar speak` and `/api/speak`.
@@ -451,7 +514,7 @@ fn centroid(vs: &[&Vec<f32>]) -> Vec<f32> {
 /// `avatar voice eval`: how close speech is to the person's real voice, with the figures that
 /// keep similarity honest: pitch, and intelligibility (Whisper's word error rate on the
 /// speech against the text it was asked to say).
-pub fn eval(ctx: &Ctx, as_json: bool, tts_voice: &str, threshold: f32) -> Result<()> {
+pub fn eval(ctx: &Ctx, as_json: bool, tts: &str, tts_voice: &str, threshold: f32) -> Result<()> {
     let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let (clips, embeddings, confirmed) = persons_clips(&app, &avatar, threshold)?;
@@ -489,16 +552,24 @@ pub fn eval(ctx: &Ctx, as_json: bool, tts_voice: &str, threshold: f32) -> Result
         .context("the speaker encoder is not installed (infra/fetch-models.sh resemblyzer)")?;
     let encoder = avatar_voice::speaker::SpeakerEncoder::load(&weights)?;
     let espeak = avatar_voice::tts::Espeak::find()?;
-    let pitch = match person_f0 {
-        Some(hz) => espeak.match_pitch(tts_voice, hz)?.0,
-        None => 50,
+    let front = base_voice(tts)?;
+    let pitch = match (&front, person_f0) {
+        (BaseVoice::Espeak, Some(hz)) => espeak.match_pitch(tts_voice, hz)?.0,
+        _ => 50,
+    };
+    let base_name = match &front {
+        BaseVoice::Piper(p) => format!("Piper {}", p.name()),
+        BaseVoice::Espeak => format!("espeak-ng {tts_voice}, pitch {pitch}"),
     };
     let whisper = crate::app::SpeechModel::load();
     let mut base = Vec::new();
     let mut base_f0 = Vec::new();
     let mut base_errors = avatar_transcribe::WordErrors::default();
     for s in EVAL_SENTENCES {
-        let a = espeak.speak(s, tts_voice, pitch)?;
+        let a = match &front {
+            BaseVoice::Piper(p) => p.speak(&espeak, s)?,
+            BaseVoice::Espeak => espeak.speak(s, tts_voice, pitch)?,
+        };
         let e = avatar_voice::speakers::embed_clip(&encoder, &a.samples, a.sample_rate)?;
         base.push(avatar_voice::speaker::cosine(&e, &person));
         base_f0.extend(avatar_voice::pitch::track(&a.samples, a.sample_rate)?);
@@ -544,7 +615,7 @@ pub fn eval(ctx: &Ctx, as_json: bool, tts_voice: &str, threshold: f32) -> Result
         "f0_error_cents": null,
         "wer": wer,
         "mos": null,
-        "base_tts": format!("espeak-ng {tts_voice}, pitch {pitch}"),
+        "base_tts": base_name,
         "not_measured": not_measured,
     });
     if as_json {
@@ -563,10 +634,7 @@ pub fn eval(ctx: &Ctx, as_json: bool, tts_voice: &str, threshold: f32) -> Result
     );
     println!("speaker similarity (resemblyzer, cosine to their voice):");
     println!("  their real clips (each vs the rest)  {:.3}", mean(&real));
-    println!(
-        "  base TTS voice (espeak-ng {tts_voice})     {:.3}",
-        mean(&base)
-    );
+    println!("  base TTS voice ({base_name})  {:.3}", mean(&base));
     println!("  generated (their voice model)        not trained yet");
     if let (Some(r), Some(b)) = (person_f0, base_median) {
         println!(
