@@ -164,6 +164,13 @@ impl SynthConfig {
                 return bad("each upsample kernel must be >= its rate with an even difference");
             }
         }
+        let hop = self
+            .upsample_rates
+            .iter()
+            .try_fold(1usize, |acc, &u| acc.checked_mul(u));
+        if hop.is_none_or(|h| h > 1 << 16) {
+            return bad("upsample rates multiply to an implausible hop length");
+        }
         if self.upsample_initial_channel >> self.upsample_rates.len() == 0 {
             return bad("upsample_initial_channel too small for the number of upsampling stages");
         }

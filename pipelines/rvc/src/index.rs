@@ -170,6 +170,16 @@ impl FeatureIndex {
 
     fn ivf_flat(r: &mut Reader) -> Result<Self> {
         let (dim, ntotal) = header(r)?;
+        // Every vector is stored in the file, so a larger count is corruption, not a reason
+        // to allocate.
+        if ntotal
+            .checked_mul(dim * 4)
+            .is_none_or(|bytes| bytes > r.buf.len())
+        {
+            return Err(RvcError::Index(format!(
+                "header claims {ntotal} vectors of width {dim}, more than the file holds"
+            )));
+        }
         let nlist = r.count("nlist")?;
         let nprobe = r.count("nprobe")?.max(1);
         if &r.fourcc("quantizer type")? != b"IxF2" {
@@ -338,6 +348,11 @@ impl FeatureIndex {
         let mut out = Vec::with_capacity(features.len());
         for row in features.chunks_exact(d) {
             let hits = self.search(row, RVC_K)?;
+            if hits.is_empty() {
+                // An empty inverted list: nothing to retrieve (RVC would produce NaN here).
+                out.extend_from_slice(row);
+                continue;
+            }
             let exact = hits.iter().find(|&&(_, dist)| dist <= 0.0);
             let weights: Vec<(usize, f64)> = match exact {
                 Some(&(id, _)) => vec![(id, 1.0)],

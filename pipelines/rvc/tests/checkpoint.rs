@@ -153,3 +153,17 @@ fn weight_shapes_list_exactly_what_checkpoints_hold() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn truncated_or_wrong_files_are_errors_not_panics() -> TestResult {
+    let good = std::fs::read(testdata("v2_f0_40k.pth"))?;
+    let dir = tempfile::tempdir()?;
+    for cut in [0, 100, good.len() / 3, good.len() / 2, good.len() - 30] {
+        let p = dir.path().join(format!("cut{cut}.pth"));
+        std::fs::write(&p, &good[..cut])?;
+        assert!(Checkpoint::load(&p).is_err(), "cut at {cut} loaded");
+    }
+    // A feature index is not a checkpoint.
+    assert!(Checkpoint::load(testdata("features.index")).is_err());
+    Ok(())
+}

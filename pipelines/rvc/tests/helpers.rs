@@ -90,10 +90,20 @@ fn faiss_ivf_flat_file_reads_and_searches_like_faiss() -> TestResult {
 }
 
 #[test]
-fn bad_index_files_are_errors() {
+fn bad_index_files_are_errors() -> TestResult {
     assert!(FeatureIndex::parse(b"IwFl\x10\x00").is_err());
     assert!(FeatureIndex::parse(b"IxPQ................................").is_err());
     assert!(FeatureIndex::from_vectors(vec![0.0; 10], 3).is_err());
+    let good = std::fs::read(testdata("features.index"))?;
+    // Truncated anywhere: an error, never a panic.
+    for cut in [10, 60, 200, good.len() / 2, good.len() - 1] {
+        assert!(FeatureIndex::parse(&good[..cut]).is_err(), "cut at {cut}");
+    }
+    // A header claiming 2^40 vectors must not be allocated.
+    let mut huge = good.clone();
+    huge[8..16].copy_from_slice(&(1i64 << 40).to_le_bytes());
+    assert!(FeatureIndex::parse(&huge).is_err());
+    Ok(())
 }
 
 #[test]
