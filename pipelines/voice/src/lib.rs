@@ -7,12 +7,14 @@
 //! * [`wav`]: the 16-bit WAV the clips are stored as;
 //! * [`pitch`]: YIN F0 at 100 Hz, median pitch, pitch shift and F0 error;
 //! * [`tts`]: espeak-ng as the base voice, its pitch matched to the person's;
+//! * [`conversion`]: speech → the person's voice (HuBERT + FCPE/YIN + RVC);
 //! * [`piper`]: Piper voices (VITS in ONNX) through ONNX Runtime, the neural base voice;
 //! * [`speaker`]: resemblyzer's speaker encoder in candle; [`speakers`]: clips grouped by voice.
 //!
 //! All of it is pure: bytes in, samples and clip boundaries out. Storage is the caller's.
 
 pub mod clips;
+pub mod conversion;
 pub mod decode;
 pub mod dsp;
 pub mod piper;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Piper's en_US-joe-medium voice through ONNX Runtime, with the real weights and runtime
 //! (`infra/fetch-models.sh piper`); skips with a message when they or espeak-ng are missing.
 //! The phoneme ids are piper-tts 1.8.0's own for the same text (`PiperVoice.phonemize` and
