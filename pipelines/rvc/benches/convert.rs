@@ -265,11 +265,11 @@ fn main() -> BenchResult {
             .find(|l| l.starts_with("SKIP"))
             .map(str::to_string)
             .unwrap_or_else(|| {
-                String::from_utf8_lossy(&run.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .to_string()
+                let err = String::from_utf8_lossy(&run.stderr);
+                match err.lines().last() {
+                    Some(l) => l.to_string(),
+                    None => format!("{} exited with {}", py.display(), run.status),
+                }
             });
         println!("PyTorch: skipped ({why})");
         return Ok(());

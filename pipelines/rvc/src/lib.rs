@@ -2,6 +2,24 @@
 //!
 //! Port of the inference path of RVC's `SynthesizerTrnMs{256,768}NSFsid[_nono]`, checked
 //! against RVC's PyTorch code (see `reference/make_reference.py` and `tests/`).
+//!
+//! Typical use, with content features from HuBERT (50 Hz) and f0 from a pitch tracker (100 Hz):
+//!
+//! ```no_run
+//! # fn main() -> avatar_rvc::Result<()> {
+//! use avatar_rvc::{convert, ConvertParams, FeatureIndex, Synthesizer};
+//! let synth = Synthesizer::load("voice.pth")?; // RVC WebUI / Applio export
+//! let index = FeatureIndex::read("added_IVF256_Flat_nprobe_1_voice_v2.index")?;
+//! # let (features, f0) = (vec![0f32; 768 * 50], vec![0f32; 100]);
+//! let params = ConvertParams { f0_up_key: 2.0, ..ConvertParams::default() };
+//! let audio = convert(&synth, Some(&index), &features, &f0, &params, None)?;
+//! // `audio` is mono at synth.sample_rate(), in [-1, 1].
+//! # Ok(()) }
+//! ```
+//!
+//! Lower level: [`Synthesizer::infer`] / [`Synthesizer::infer_with_noise`] take features
+//! already at the synthesiser's frame rate; [`synthesize_chunked`] bounds memory for long
+//! inputs; [`prepare`] exposes RVC's pre-processing on its own.
 
 mod attentions;
 pub mod checkpoint;
