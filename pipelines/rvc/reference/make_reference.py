@@ -16,8 +16,9 @@ Packages: torch (CPU), numpy, safetensors (all in the bench venv), rvc-python 0.
 (model code only: lib/infer_pack), faiss-cpu.
 
 Each model is saved as RVC WebUI saves a trained voice (a dict with "weight",
-"config", "info", "sr", "f0", "version"), one in float16 and one with the
-parametrizations.weight.original0/1 names newer trainers (Applio) write.
+"config", "info", "sr", "f0", "version"): v2+pitch 40k (float32, weight_g/weight_v),
+v1+pitch 48k (float16), v2 no-pitch 32k (parametrizations.weight.original0/1 names, as
+newer trainers such as Applio write) and v1 no-pitch 32k (float16 + parametrizations).
 The reference inference runs in float32 with exactly the weights stored in the
 file (float16 weights are widened first), so the Rust side can be held to ~1e-4.
 RVC draws random noise during inference; it is recorded and saved with the outputs.
@@ -51,6 +52,9 @@ MODELS = [
     dict(name="v2_nono_32k", version="v2", f0=0, sr="32k", half=False, applio=True,
          config=[1025, 32, 8, 8, 16, 2, 2, 3, 0, "2", [3, 7, 11], [[1, 3], [1, 3], [1, 3]],
                  [10, 8, 2, 2], 32, [20, 16, 4, 4], 3, 8, 32000]),
+    dict(name="v1_nono_32k", version="v1", f0=0, sr="32k", half=True, applio=True,
+         config=[513, 32, 8, 8, 16, 2, 1, 3, 0, "1", [3, 5], [[1, 3, 5] for _ in range(2)],
+                 [10, 8, 4], 16, [16, 16, 8], 2, 8, 32000]),
 ]
 
 F0_MIN, F0_MAX = 50.0, 1100.0

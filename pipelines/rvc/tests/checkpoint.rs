@@ -139,7 +139,12 @@ fn inputs_are_checked() -> TestResult {
 
 #[test]
 fn weight_shapes_list_exactly_what_checkpoints_hold() -> TestResult {
-    for name in ["v2_f0_40k.pth", "v1_f0_48k.pth", "v2_nono_32k.pth"] {
+    for name in [
+        "v2_f0_40k.pth",
+        "v1_f0_48k.pth",
+        "v2_nono_32k.pth",
+        "v1_nono_32k.pth",
+    ] {
         let c = Checkpoint::load(testdata(name))?;
         let mut want = avatar_rvc::shapes::weight_shapes(&c.config, c.version, c.f0);
         want.sort();

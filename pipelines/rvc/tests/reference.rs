@@ -114,3 +114,8 @@ fn v1_pitch_48k_fp16_checkpoint_matches_pytorch() -> TestResult {
 fn v2_nopitch_32k_applio_names_matches_pytorch() -> TestResult {
     check_case("v2_nono_32k", "long", Version::V2, false, 32000)
 }
+
+#[test]
+fn v1_nopitch_32k_fp16_applio_names_matches_pytorch() -> TestResult {
+    check_case("v1_nono_32k", "long", Version::V1, false, 32000)
+}
