@@ -344,6 +344,9 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Speak {
             text,
             output,
+            voice,
+            index,
+            index_rate,
             tts,
             tts_voice,
             threshold,
@@ -352,6 +355,9 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
             crate::voice::SpeakArgs {
                 text,
                 output,
+                voice,
+                index,
+                index_rate,
                 tts,
                 tts_voice,
                 threshold,

@@ -157,16 +157,29 @@ pub enum Command {
         #[command(subcommand)]
         command: EvalCommand,
     },
-    /// Say TEXT out loud into a WAV file. Until a voice model is trained for the avatar this is
-    /// the base TTS voice, and it says so: Piper's en_US-joe-medium (neural, from
-    /// `infra/fetch-models.sh piper`) when installed, else espeak-ng with its pitch matched to
-    /// the person's clips.
+    /// Say TEXT out loud into a WAV file, in the person's voice when they have a voice model.
     ///
-    /// Example: avatar speak "Always finish what you start." -o advice.wav
+    /// The base TTS voice (Piper's en_US-joe-medium from `infra/fetch-models.sh piper` when
+    /// installed, else espeak-ng) says the text; an RVC voice model (`--voice MODEL.pth`, or
+    /// the avatar's own at DATA/models/AVATAR/voice/model.pth) converts it into their voice,
+    /// its pitch moved to the median of their clips. Conversion needs the HuBERT content
+    /// encoder, which no package ships: put RVC's hubert_base.pt into
+    /// ~/.cache/avatar/models/hubert/. Without a voice model it is the base voice, and it says so.
+    ///
+    /// Example: avatar speak "Always finish what you start." -o advice.wav --voice grandma.pth
     Speak {
         text: String,
         #[arg(long, short)]
         output: PathBuf,
+        /// An RVC voice model (.pth from RVC WebUI, Applio or `avatar train voice`).
+        #[arg(long)]
+        voice: Option<PathBuf>,
+        /// The voice model's feature index (.index); retrieval blends its features in.
+        #[arg(long)]
+        index: Option<PathBuf>,
+        /// How much of each frame comes from the index (0–1).
+        #[arg(long, default_value_t = 0.75)]
+        index_rate: f32,
         /// Base TTS front end: auto (Piper when installed, else espeak-ng), piper or espeak.
         #[arg(long, default_value = "auto")]
         tts: String,

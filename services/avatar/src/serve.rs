@@ -755,6 +755,36 @@ impl Backend for EmbeddedBackend {
     ) -> BackendResult<avatar_query::Speech> {
         let espeak = avatar_voice::tts::Espeak::find()
             .map_err(|e| BackendError::Unavailable(format!("no TTS front end: {e}")))?;
+        // Their own voice model when the avatar has one.
+        if let Some((pth, index)) = crate::voice::avatars_voice_model(&self.dir, avatar) {
+            let (target, name) = {
+                let app = self.app()?;
+                let a = self.avatar(&app, avatar)?;
+                let target = crate::voice::persons_median_pitch(
+                    &app,
+                    &a,
+                    avatar_voice::speakers::DEFAULT_THRESHOLD,
+                )
+                .map_err(internal_anyhow)?;
+                (target, a.name)
+            };
+            let spoken = crate::voice::say_in_their_voice(
+                &espeak,
+                "auto",
+                text,
+                &pth,
+                index.as_deref(),
+                0.75,
+                target,
+                &name,
+            )
+            .map_err(|e| BackendError::Unavailable(format!("{e:#}")))?;
+            return Ok(avatar_query::Speech {
+                wav: spoken.wav,
+                voice: spoken.voice,
+                their_voice: spoken.their_voice,
+            });
+        }
         // A named espeak voice asks for espeak-ng; otherwise Piper when installed.
         let front = match tts_voice {
             Some(_) => crate::voice::BaseVoice::Espeak,

@@ -334,6 +334,9 @@ pub const DEFAULT_TTS_VOICE: &str = "en-us";
 pub struct SpeakArgs {
     pub text: String,
     pub output: PathBuf,
+    pub voice: Option<PathBuf>,
+    pub index: Option<PathBuf>,
+    pub index_rate: f32,
     /// auto, piper or espeak.
     pub tts: String,
     pub tts_voice: String,
@@ -344,20 +347,40 @@ pub fn speak(ctx: &Ctx, args: SpeakArgs) -> Result<()> {
     let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let espeak = avatar_voice::tts::Espeak::find()?;
-    let speech = match base_voice(&args.tts)? {
-        BaseVoice::Piper(piper) => say_piper(piper, &espeak, &args.text, &avatar.name)?,
-        BaseVoice::Espeak => {
-            let (pitch, pitch_note) =
-                base_voice_pitch(&app, &avatar, &espeak, &args.tts_voice, args.threshold)?;
-            say(
+    let model = match &args.voice {
+        Some(p) => Some((p.clone(), args.index.clone())),
+        None => avatars_voice_model(&app.dir, &avatar.avatar_id),
+    };
+    let speech = match model {
+        Some((pth, index)) => {
+            let (clips, _, _) = persons_clips(&app, &avatar, args.threshold)?;
+            let target = median_pitch(&app, &clips)?;
+            say_in_their_voice(
                 &espeak,
+                &args.tts,
                 &args.text,
-                &args.tts_voice,
-                pitch,
-                &pitch_note,
+                &pth,
+                index.as_deref(),
+                args.index_rate,
+                target,
                 &avatar.name,
             )?
         }
+        None => match base_voice(&args.tts)? {
+            BaseVoice::Piper(piper) => say_piper(piper, &espeak, &args.text, &avatar.name)?,
+            BaseVoice::Espeak => {
+                let (pitch, pitch_note) =
+                    base_voice_pitch(&app, &avatar, &espeak, &args.tts_voice, args.threshold)?;
+                say(
+                    &espeak,
+                    &args.text,
+                    &args.tts_voice,
+                    pitch,
+                    &pitch_note,
+                    &avatar.name,
+                )?
+            }
+        },
     };
     std::fs::write(&args.output, &speech.wav)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
@@ -368,6 +391,74 @@ pub fn speak(ctx: &Ctx, args: SpeakArgs) -> Result<()> {
         speech.voice
     );
     Ok(())
+}
+
+/// The avatar's own voice model, where `avatar train voice` puts it
+/// (DATA/models/AVATAR/voice/model.pth, with model.index beside it when there is one).
+pub fn avatars_voice_model(data: &Path, avatar: &str) -> Option<(PathBuf, Option<PathBuf>)> {
+    let dir = data.join("models").join(avatar).join("voice");
+    let pth = dir.join("model.pth");
+    let index = dir.join("model.index");
+    pth.is_file()
+        .then(|| (pth, index.is_file().then_some(index)))
+}
+
+/// The base voice says `text`, then the RVC model turns it into the person's voice (pitch
+/// moved to `target_hz`, the median of their clips, when known).
+#[allow(clippy::too_many_arguments)]
+pub fn say_in_their_voice(
+    espeak: &avatar_voice::tts::Espeak,
+    tts: &str,
+    text: &str,
+    pth: &Path,
+    index: Option<&Path>,
+    index_rate: f32,
+    target_hz: Option<f32>,
+    name: &str,
+) -> Result<Spoken> {
+    let model = avatar_voice::conversion::VoiceModel::load(pth, index)
+        .with_context(|| format!("cannot load the voice model {}", pth.display()))?;
+    let (content, _) = avatar_content::ContentEncoder::load_default()
+        .context("voice conversion needs the HuBERT content encoder")?;
+    let pitch = avatar_voice::conversion::PitchTracker::best_available();
+    let (base, base_name) = match base_voice(tts)? {
+        BaseVoice::Piper(p) => (p.speak(espeak, text)?, format!("Piper {}", p.name())),
+        BaseVoice::Espeak => (
+            espeak.speak(text, DEFAULT_TTS_VOICE, 50)?,
+            "espeak-ng".to_string(),
+        ),
+    };
+    let params = avatar_rvc::ConvertParams {
+        index_rate,
+        ..Default::default()
+    };
+    let mut out = avatar_voice::conversion::convert(
+        &content,
+        &pitch,
+        &model,
+        &base.samples,
+        base.sample_rate,
+        target_hz,
+        &params,
+    )?;
+    let audio = &mut out.audio;
+    avatar_voice::dsp::normalize_loudness(&mut audio.samples, audio.sample_rate, -20.0, 0.891);
+    Ok(Spoken {
+        wav: avatar_voice::wav::encode_wav(&audio.samples, audio.sample_rate),
+        seconds: audio.duration_ms() as f64 / 1000.0,
+        voice: format!(
+            "{name}'s voice model {} converting the base TTS voice ({base_name}), pitch {:+.1} \
+             semitones ({}{}).",
+            model.describe(),
+            out.semitones,
+            pitch.name(),
+            match target_hz {
+                Some(hz) => format!(", to their median {hz:.0} Hz"),
+                None => ", no clips of theirs to match".to_string(),
+            }
+        ),
+        their_voice: true,
+    })
 }
 
 /// The base TTS front end.
@@ -468,6 +559,16 @@ pub fn base_voice_pitch(
             "espeak's default pitch (no clips of their voice yet)".to_string(),
         ),
     })
+}
+
+/// The median F0 of the person's clips (all clips until one is confirmed as theirs).
+pub fn persons_median_pitch(
+    app: &crate::app::App,
+    avatar: &avatar_schemas::AvatarCreated,
+    threshold: f32,
+) -> Result<Option<f32>> {
+    let (clips, _, _) = persons_clips(app, avatar, threshold)?;
+    median_pitch(app, &clips)
 }
 
 /// `text` in the base TTS voice at `pitch`, loudness-normalised, as a WAV.
