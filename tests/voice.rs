@@ -632,6 +632,60 @@ fn an_rvc_voice_model_speaks_and_says_whose_voice() {
     let text = String::from_utf8_lossy(&said.stdout);
     assert!(text.contains("voice model model.pth (RVC v1"), "{text}");
 
+    // The quality gate on generated speech: a random voice model makes noise, which Whisper
+    // cannot understand — the WER says so even where similarity might not.
+    let real = fixtures().map(|f| f.join("../reference"));
+    let installed = |rel: &str| installed_model(rel, rel);
+    if let (Some(refdir), Some(resemblyzer)) = (real, installed("resemblyzer/pretrained.pt")) {
+        for dir in [
+            "resemblyzer",
+            "whisper-tiny.en",
+            "fcpe",
+            "piper",
+            "onnxruntime",
+        ] {
+            let real_dir = resemblyzer.parent().unwrap().parent().unwrap().join(dir);
+            if real_dir.is_dir() {
+                std::os::unix::fs::symlink(&real_dir, models.join(dir)).unwrap();
+            }
+        }
+        let (a, b) = (refdir.join("speech_a.wav"), refdir.join("speech_b.wav"));
+        let mut c = cmd(&data);
+        c.env("AVATAR_MODELS", &models)
+            .args(["ingest", a.to_str().unwrap(), b.to_str().unwrap()]);
+        assert!(c.output().unwrap().status.success());
+        let mut c = cmd(&data);
+        c.env("AVATAR_MODELS", &models)
+            .args(["voice", "eval", "--json"]);
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let sim = report["speaker_similarity"]["generated"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&sim), "{report}");
+        assert!(
+            report["voice_model"]
+                .as_str()
+                .unwrap()
+                .contains("model.pth"),
+            "{report}"
+        );
+        assert!(report["pitch_shift_semitones"].is_number(), "{report}");
+        if !report["wer"].is_null() {
+            let (base, generated) = (
+                report["wer"]["base_tts"].as_f64().unwrap(),
+                report["wer"]["generated"].as_f64().unwrap(),
+            );
+            assert!(
+                generated > base + 0.3,
+                "random voice, WER {generated} vs base {base}: {report}"
+            );
+        }
+    }
+
     // No content encoder: says what to put where.
     let empty = tmp.path().join("no-models");
     std::fs::create_dir_all(&empty).unwrap();

@@ -330,10 +330,11 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
             VoiceCommand::Person { clip, threshold } => crate::voice::person(ctx, &clip, threshold),
             VoiceCommand::Eval {
                 json,
+                voice,
                 tts,
                 tts_voice,
                 threshold,
-            } => crate::voice::eval(ctx, json, &tts, &tts_voice, threshold),
+            } => crate::voice::eval(ctx, json, &tts, &tts_voice, voice.as_deref(), threshold),
         },
         Command::Transcribe {
             files,

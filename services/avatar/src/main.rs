@@ -682,6 +682,9 @@ pub enum VoiceCommand {
     Eval {
         #[arg(long)]
         json: bool,
+        /// An RVC voice model to measure instead of the avatar's own.
+        #[arg(long)]
+        voice: Option<PathBuf>,
         /// Base TTS front end: auto (Piper when installed, else espeak-ng), piper or espeak.
         #[arg(long, default_value = "auto")]
         tts: String,

@@ -615,7 +615,14 @@ fn centroid(vs: &[&Vec<f32>]) -> Vec<f32> {
 /// `avatar voice eval`: how close speech is to the person's real voice, with the figures that
 /// keep similarity honest: pitch, and intelligibility (Whisper's word error rate on the
 /// speech against the text it was asked to say).
-pub fn eval(ctx: &Ctx, as_json: bool, tts: &str, tts_voice: &str, threshold: f32) -> Result<()> {
+pub fn eval(
+    ctx: &Ctx,
+    as_json: bool,
+    tts: &str,
+    tts_voice: &str,
+    voice: Option<&Path>,
+    threshold: f32,
+) -> Result<()> {
     let app = ctx.open()?;
     let avatar = app.avatar(ctx.avatar.as_deref())?;
     let (clips, embeddings, confirmed) = persons_clips(&app, &avatar, threshold)?;
@@ -663,61 +670,124 @@ pub fn eval(ctx: &Ctx, as_json: bool, tts: &str, tts_voice: &str, threshold: f32
         BaseVoice::Espeak => format!("espeak-ng {tts_voice}, pitch {pitch}"),
     };
     let whisper = crate::app::SpeechModel::load();
-    let mut base = Vec::new();
-    let mut base_f0 = Vec::new();
-    let mut base_errors = avatar_transcribe::WordErrors::default();
+    let measure = |a: &avatar_voice::Audio, text: &str, fig: &mut Figures| -> Result<()> {
+        let e = avatar_voice::speakers::embed_clip(&encoder, &a.samples, a.sample_rate)?;
+        fig.similarity
+            .push(avatar_voice::speaker::cosine(&e, &person));
+        let f0 = avatar_voice::pitch::track(&a.samples, a.sample_rate)?;
+        fig.f0.extend(&f0);
+        fig.tracks.push(f0);
+        if let Ok(w) = &whisper {
+            let heard = transcribe_samples(w, &a.samples, a.sample_rate)?;
+            let e = avatar_transcribe::word_errors(text, &heard);
+            fig.errors.substitutions += e.substitutions;
+            fig.errors.deletions += e.deletions;
+            fig.errors.insertions += e.insertions;
+            fig.errors.reference_words += e.reference_words;
+        }
+        Ok(())
+    };
+    // Their voice model, when there is one: the base voice's sentences converted.
+    let model = match voice {
+        Some(p) => Some((p.to_path_buf(), None)),
+        None => avatars_voice_model(&app.dir, &avatar.avatar_id),
+    };
+    let converter = match &model {
+        Some((pth, index)) => Some(
+            (|| -> Result<_> {
+                let m = avatar_voice::conversion::VoiceModel::load(pth, index.as_deref())?;
+                let (c, _) = avatar_content::ContentEncoder::load_default()
+                    .context("voice conversion needs the HuBERT content encoder")?;
+                Ok((
+                    m,
+                    c,
+                    avatar_voice::conversion::PitchTracker::best_available(),
+                ))
+            })()
+            .map_err(|e| format!("{e:#}")),
+        ),
+        None => None,
+    };
+    let mut base = Figures::default();
+    let mut generated = Figures::default();
+    let mut f0_errors: Vec<(f32, f32)> = Vec::new();
+    let mut semitones = None;
     for s in EVAL_SENTENCES {
         let a = match &front {
             BaseVoice::Piper(p) => p.speak(&espeak, s)?,
             BaseVoice::Espeak => espeak.speak(s, tts_voice, pitch)?,
         };
-        let e = avatar_voice::speakers::embed_clip(&encoder, &a.samples, a.sample_rate)?;
-        base.push(avatar_voice::speaker::cosine(&e, &person));
-        base_f0.extend(avatar_voice::pitch::track(&a.samples, a.sample_rate)?);
-        if let Ok(w) = &whisper {
-            let heard = transcribe_samples(w, &a.samples, a.sample_rate)?;
-            let e = avatar_transcribe::word_errors(s, &heard);
-            base_errors.substitutions += e.substitutions;
-            base_errors.deletions += e.deletions;
-            base_errors.insertions += e.insertions;
-            base_errors.reference_words += e.reference_words;
+        measure(&a, s, &mut base)?;
+        if let Some(Ok((m, content, tracker))) = &converter {
+            let out = avatar_voice::conversion::convert(
+                content,
+                tracker,
+                m,
+                &a.samples,
+                a.sample_rate,
+                person_f0,
+                &avatar_rvc::ConvertParams::default(),
+            )?;
+            semitones = Some(out.semitones);
+            measure(&out.audio, s, &mut generated)?;
+            // F0 error: the converted speech against the base speech's contour moved by the
+            // same shift (what the conversion was asked to produce).
+            if let (Some(src), Some(got)) = (base.tracks.last(), generated.tracks.last()) {
+                let factor = 2f32.powf(out.semitones / 12.0);
+                let wanted: Vec<f32> = src.iter().map(|f| f * factor).collect();
+                f0_errors.extend(avatar_voice::pitch::f0_error(&wanted, got));
+            }
         }
     }
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
+    let has_generated = !generated.similarity.is_empty();
     let wer = match &whisper {
         Ok(w) => serde_json::json!({
             "model": w.name(),
-            "base_tts": base_errors.rate(),
-            "generated": null,
+            "base_tts": base.errors.rate(),
+            "generated": has_generated.then(|| generated.errors.rate()),
         }),
         Err(_) => serde_json::Value::Null,
     };
-    let not_measured = match &whisper {
-        Ok(_) => {
-            "generated speech (no voice model is trained yet: conversion is not built) and MOS \
-                  (needs DNSMOS)"
-                .to_string()
-        }
-        Err(e) => format!(
-            "generated speech (no voice model is trained yet), MOS (needs DNSMOS) and WER ({e:#})"
-        ),
+    let generated_note = match (&model, &converter) {
+        (None, _) => Some("generated speech (no voice model for them yet)".to_string()),
+        (_, Some(Err(e))) => Some(format!("generated speech ({e})")),
+        _ => None,
     };
-    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
-    let base_median = avatar_voice::pitch::median(&base_f0);
+    let mut missing: Vec<String> = generated_note.into_iter().collect();
+    if let Err(e) = &whisper {
+        missing.push(format!("WER ({e:#})"));
+    }
+    missing.push("MOS (needs DNSMOS)".into());
+    let f0_error = (!f0_errors.is_empty()).then(|| {
+        serde_json::json!({
+            "cents": mean(&f0_errors.iter().map(|e| e.0).collect::<Vec<_>>()),
+            "voicing_mismatch": mean(&f0_errors.iter().map(|e| e.1).collect::<Vec<_>>()),
+        })
+    });
+    let base_median = avatar_voice::pitch::median(&base.f0);
+    let generated_median = avatar_voice::pitch::median(&generated.f0);
     let report = serde_json::json!({
         "avatar": avatar.avatar_id,
         "clips": clips.len(),
         "voice_confirmed": confirmed,
         "speaker_similarity": {
             "real_clips": mean(&real),
-            "base_tts": mean(&base),
-            "generated": null,
+            "base_tts": mean(&base.similarity),
+            "generated": has_generated.then(|| mean(&generated.similarity)),
         },
-        "median_f0_hz": { "real": person_f0, "base_tts": base_median },
-        "f0_error_cents": null,
+        "median_f0_hz": {
+            "real": person_f0,
+            "base_tts": base_median,
+            "generated": generated_median,
+        },
+        "f0_error_cents": f0_error,
+        "pitch_shift_semitones": semitones,
         "wer": wer,
         "mos": null,
         "base_tts": base_name,
-        "not_measured": not_measured,
+        "voice_model": converter.as_ref().and_then(|c| c.as_ref().ok()).map(|(m, _, _)| m.describe()),
+        "not_measured": missing.join("; "),
     });
     if as_json {
         println!("{report}");
@@ -733,28 +803,59 @@ pub fn eval(ctx: &Ctx, as_json: bool, tts: &str, tts_voice: &str, threshold: f32
             " (all voices: name theirs with `avatar voice person`)"
         }
     );
+    let generated_line = |v: Option<f32>| match (v, &model) {
+        (Some(v), _) => format!("{v:.3}"),
+        (None, None) => "not trained yet".to_string(),
+        (None, Some(_)) => "not measured (see below)".to_string(),
+    };
     println!("speaker similarity (resemblyzer, cosine to their voice):");
     println!("  their real clips (each vs the rest)  {:.3}", mean(&real));
-    println!("  base TTS voice ({base_name})  {:.3}", mean(&base));
-    println!("  generated (their voice model)        not trained yet");
+    println!(
+        "  base TTS voice ({base_name})  {:.3}",
+        mean(&base.similarity)
+    );
+    println!(
+        "  generated (their voice model)        {}",
+        generated_line(has_generated.then(|| mean(&generated.similarity)))
+    );
     if let (Some(r), Some(b)) = (person_f0, base_median) {
         println!(
-            "median pitch: theirs {r:.0} Hz, base TTS {b:.0} Hz ({:+.1} semitones)",
-            avatar_voice::pitch::semitones(r, b)
+            "median pitch: theirs {r:.0} Hz, base TTS {b:.0} Hz ({:+.1} semitones){}",
+            avatar_voice::pitch::semitones(r, b),
+            generated_median
+                .map(|g| format!(", generated {g:.0} Hz"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(e) = &f0_error {
+        println!(
+            "F0 error of the generated speech: {:.0} cents, voicing mismatch {:.0} %",
+            e["cents"].as_f64().unwrap_or(0.0),
+            100.0 * e["voicing_mismatch"].as_f64().unwrap_or(0.0)
         );
     }
     match &whisper {
         Ok(w) => println!(
             "intelligibility (WER of {} on the speech vs its text, lower is better):\n  \
              base TTS voice                       {:.3}\n  \
-             generated (their voice model)        not trained yet",
+             generated (their voice model)        {}",
             w.name(),
-            base_errors.rate()
+            base.errors.rate(),
+            generated_line(has_generated.then(|| generated.errors.rate() as f32))
         ),
         Err(e) => println!("intelligibility (WER) not measured: {e:#}"),
     }
-    println!("not measured yet: MOS (needs DNSMOS)");
+    println!("not measured: {}", missing.join("; "));
     Ok(())
+}
+
+/// Similarity, pitch and word errors of a set of utterances.
+#[derive(Default)]
+struct Figures {
+    similarity: Vec<f32>,
+    f0: Vec<f32>,
+    tracks: Vec<Vec<f32>>,
+    errors: avatar_transcribe::WordErrors,
 }
 
 /// `avatar transcribe FILE…`: segments with their times, or JSON lines. A file that cannot
