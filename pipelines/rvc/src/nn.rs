@@ -1,5 +1,5 @@
-//! The few layers RVC is built from (1-D convs, transposed convs, linear, activations),
-//! loaded from [`Weights`] with their shapes checked against the config.
+//! Channel-major layers for the encoder and flow (1-D convs, linear, leaky relu), run at the
+//! frame rate; loaded from [`Weights`] with shapes checked. The decoder uses `timemajor`.
 
 use candle_core::{Module, Tensor};
 

@@ -382,8 +382,7 @@ impl Decoder {
                 }
             }
             if let Some(mut xs) = xs {
-                let n = blocks.len() as f32;
-                xs.data.iter_mut().for_each(|v| *v /= n);
+                xs.scale(1.0 / blocks.len() as f32);
                 x = xs;
             }
         }

@@ -13,6 +13,8 @@ use crate::error::{Result, RvcError};
 
 /// Target size of one im2col block, in floats (4 MB: fits L3, amortises per-matmul overhead).
 const BLOCK_FLOATS: usize = 1 << 20;
+/// Elementwise work is split into pieces of this many floats across threads.
+const PAR_CHUNK: usize = 1 << 16;
 
 /// `[len, channels]` activations.
 #[derive(Debug, Clone)]
@@ -53,17 +55,29 @@ impl Seq {
             )));
         }
         self.data
-            .iter_mut()
-            .zip(&other.data)
-            .for_each(|(a, b)| *a += b);
+            .par_chunks_mut(PAR_CHUNK)
+            .zip(other.data.par_chunks(PAR_CHUNK))
+            .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
         Ok(())
     }
 
     /// Add one value per channel to every row.
     pub fn add_row(&mut self, row: &[f32]) {
-        for r in self.data.chunks_exact_mut(self.channels) {
-            r.iter_mut().zip(row).for_each(|(a, b)| *a += b);
-        }
+        let rows = (PAR_CHUNK / self.channels.max(1)).max(1);
+        self.data
+            .par_chunks_mut(rows * self.channels.max(1))
+            .for_each(|block| {
+                for r in block.chunks_exact_mut(self.channels) {
+                    r.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+                }
+            });
+    }
+
+    /// Multiply every value by `k`.
+    pub fn scale(&mut self, k: f32) {
+        self.data
+            .par_chunks_mut(PAR_CHUNK)
+            .for_each(|c| c.iter_mut().for_each(|v| *v *= k));
     }
 }
 
@@ -244,19 +258,33 @@ impl ConvTranspose {
                 &Device::Cpu,
             )?;
             let y = xs.matmul(&self.w)?.flatten_all()?.to_vec1::<f32>()?;
-            for (r, t) in (t0..t1).enumerate() {
-                for j in 0..self.kernel {
-                    let pos = (t * self.stride + j) as isize - self.padding as isize;
-                    if pos < 0 || pos as usize >= l_out {
-                        continue;
-                    }
-                    let d = pos as usize * co;
-                    let s = r * width + j * co;
-                    out[d..d + co]
-                        .iter_mut()
-                        .zip(&y[s..s + co])
-                        .for_each(|(a, b)| *a += b);
-                }
+            // Output rows this block reaches; each gathers its taps from the block's rows.
+            let (u, p, k) = (
+                self.stride as isize,
+                self.padding as isize,
+                self.kernel as isize,
+            );
+            let lo = (t0 as isize * u - p).max(0) as usize;
+            let hi = (((t1 as isize - 1) * u + k - p).max(0) as usize).min(l_out);
+            if lo < hi {
+                out[lo * co..hi * co]
+                    .par_chunks_mut(co)
+                    .enumerate()
+                    .for_each(|(i, dst)| {
+                        let pos = (lo + i) as isize;
+                        for j in 0..k {
+                            let q = pos + p - j;
+                            if q < 0 || q % u != 0 {
+                                continue;
+                            }
+                            let t = (q / u) as usize;
+                            if t < t0 || t >= t1 {
+                                continue;
+                            }
+                            let s = (t - t0) * width + j as usize * co;
+                            dst.iter_mut().zip(&y[s..s + co]).for_each(|(a, b)| *a += b);
+                        }
+                    });
             }
             t0 = t1;
         }
