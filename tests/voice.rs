@@ -470,6 +470,13 @@ fn speak_uses_the_base_voice_and_says_so_and_eval_reports_the_figures() {
         piper,
         "{report}"
     );
+    if installed_model("dnsmos/sig_bak_ovr.onnx", "dnsmos").is_some() {
+        for who in ["real_clips", "base_tts"] {
+            let ovrl = report["mos"][who]["ovrl"].as_f64().unwrap();
+            assert!((1.0..=5.0).contains(&ovrl), "{who}: {report}");
+        }
+        assert!(report["mos"]["generated"].is_null(), "{report}");
+    }
     let sim = &report["speaker_similarity"];
     let real = sim["real_clips"].as_f64().unwrap();
     let base = sim["base_tts"].as_f64().unwrap();

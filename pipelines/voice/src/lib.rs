@@ -8,6 +8,7 @@
 //! * [`pitch`]: YIN F0 at 100 Hz, median pitch, pitch shift and F0 error;
 //! * [`tts`]: espeak-ng as the base voice, its pitch matched to the person's;
 //! * [`conversion`]: speech → the person's voice (HuBERT + FCPE/YIN + RVC);
+//! * [`mos`]: predicted MOS (DNSMOS P.835); [`onnx`]: the ONNX Runtime both ONNX models use;
 //! * [`piper`]: Piper voices (VITS in ONNX) through ONNX Runtime, the neural base voice;
 //! * [`speaker`]: resemblyzer's speaker encoder in candle; [`speakers`]: clips grouped by voice.
 //!
@@ -17,6 +18,8 @@ pub mod clips;
 pub mod conversion;
 pub mod decode;
 pub mod dsp;
+pub mod mos;
+pub mod onnx;
 pub mod piper;
 pub mod pitch;
 pub mod speaker;

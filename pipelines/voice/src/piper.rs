@@ -14,7 +14,7 @@ use ort::session::Session;
 use ort::value::Tensor;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PiperError {
@@ -62,8 +62,7 @@ pub struct InferenceConfig {
 
 /// The default voice's files under the models directory.
 pub const DEFAULT_VOICE: &str = "piper/en_US-joe-medium.onnx";
-/// Where `infra/fetch-models.sh onnxruntime` puts the runtime library.
-pub const RUNTIME_LIB: &str = "onnxruntime/libonnxruntime.so";
+pub use crate::onnx::RUNTIME_LIB;
 
 /// A clause: its text and the punctuation that ended it (kept: Piper voices saw it).
 #[derive(Debug, Clone, PartialEq)]
@@ -146,22 +145,6 @@ fn strip_language_marks(ipa: &str) -> String {
     out
 }
 
-/// The process's ONNX Runtime, loaded once from `lib`.
-fn runtime(lib: &Path) -> Result<&'static ort::environment::Environment, PiperError> {
-    static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
-    let env = ENV.get_or_init(|| {
-        ort::init_from(lib)
-            .map_err(|e| e.to_string())?
-            .with_name("avatar")
-            .build()
-            .map_err(|e| e.to_string())
-    });
-    env.as_ref().map_err(|why| PiperError::Runtime {
-        path: lib.display().to_string(),
-        why: why.clone(),
-    })
-}
-
 /// A loaded Piper voice. One synthesis at a time (the ONNX session is not shared).
 pub struct PiperVoice {
     session: Mutex<Session>,
@@ -203,7 +186,10 @@ impl PiperVoice {
                 return Err(config_err(format!("its phoneme map lacks {needed:?}")));
             }
         }
-        let env = runtime(lib)?;
+        let env = crate::onnx::runtime(lib).map_err(|why| PiperError::Runtime {
+            path: lib.display().to_string(),
+            why,
+        })?;
         let run = |e: ort::Error| PiperError::Run(e.to_string());
         let session = Session::builder(env)
             .map_err(run)?

@@ -670,7 +670,22 @@ pub fn eval(
         BaseVoice::Espeak => format!("espeak-ng {tts_voice}, pitch {pitch}"),
     };
     let whisper = crate::app::SpeechModel::load();
+    let dnsmos = avatar_voice::mos::Dnsmos::load_default(&avatar_transcribe::default_model_dir());
+    let rate_mos = |samples: &[f32], rate: u32| -> Result<Option<avatar_voice::mos::Mos>> {
+        let Ok(d) = &dnsmos else { return Ok(None) };
+        let at_16k = avatar_voice::dsp::resample(samples, rate, avatar_voice::mos::RATE)?;
+        Ok(Some(d.rate(&at_16k)?))
+    };
+    let mut real_mos = Vec::new();
+    if dnsmos.is_ok() {
+        for c in clips.iter().take(5) {
+            let bytes = app.blobs.get(&c.audio)?;
+            let a = avatar_voice::decode("clip.wav", &bytes)?;
+            real_mos.extend(rate_mos(&a.samples, a.sample_rate)?);
+        }
+    }
     let measure = |a: &avatar_voice::Audio, text: &str, fig: &mut Figures| -> Result<()> {
+        fig.mos.extend(rate_mos(&a.samples, a.sample_rate)?);
         let e = avatar_voice::speakers::embed_clip(&encoder, &a.samples, a.sample_rate)?;
         fig.similarity
             .push(avatar_voice::speaker::cosine(&e, &person));
@@ -758,7 +773,27 @@ pub fn eval(
     if let Err(e) = &whisper {
         missing.push(format!("WER ({e:#})"));
     }
-    missing.push("MOS (needs DNSMOS)".into());
+    if let Err(e) = &dnsmos {
+        missing.push(format!("MOS ({e})"));
+    }
+    let mos_mean = |v: &[avatar_voice::mos::Mos]| {
+        (!v.is_empty()).then(|| {
+            let k = v.len() as f32;
+            avatar_voice::mos::Mos {
+                sig: v.iter().map(|m| m.sig).sum::<f32>() / k,
+                bak: v.iter().map(|m| m.bak).sum::<f32>() / k,
+                ovrl: v.iter().map(|m| m.ovrl).sum::<f32>() / k,
+            }
+        })
+    };
+    let mos = dnsmos.is_ok().then(|| {
+        serde_json::json!({
+            "model": "DNSMOS P.835",
+            "real_clips": mos_mean(&real_mos),
+            "base_tts": mos_mean(&base.mos),
+            "generated": mos_mean(&generated.mos),
+        })
+    });
     let f0_error = (!f0_errors.is_empty()).then(|| {
         serde_json::json!({
             "cents": mean(&f0_errors.iter().map(|e| e.0).collect::<Vec<_>>()),
@@ -784,7 +819,7 @@ pub fn eval(
         "f0_error_cents": f0_error,
         "pitch_shift_semitones": semitones,
         "wer": wer,
-        "mos": null,
+        "mos": mos,
         "base_tts": base_name,
         "voice_model": converter.as_ref().and_then(|c| c.as_ref().ok()).map(|(m, _, _)| m.describe()),
         "not_measured": missing.join("; "),
@@ -845,13 +880,38 @@ pub fn eval(
         ),
         Err(e) => println!("intelligibility (WER) not measured: {e:#}"),
     }
-    println!("not measured: {}", missing.join("; "));
+    if dnsmos.is_ok() {
+        let line = |m: Option<avatar_voice::mos::Mos>| match m {
+            Some(m) => format!(
+                "{:.2} (speech {:.2}, background {:.2})",
+                m.ovrl, m.sig, m.bak
+            ),
+            None => "—".to_string(),
+        };
+        println!("predicted MOS (DNSMOS P.835 overall, 1–5):");
+        println!(
+            "  their real clips                     {}",
+            line(mos_mean(&real_mos))
+        );
+        println!(
+            "  base TTS voice                       {}",
+            line(mos_mean(&base.mos))
+        );
+        println!(
+            "  generated (their voice model)        {}",
+            line(mos_mean(&generated.mos))
+        );
+    }
+    if !missing.is_empty() {
+        println!("not measured: {}", missing.join("; "));
+    }
     Ok(())
 }
 
 /// Similarity, pitch and word errors of a set of utterances.
 #[derive(Default)]
 struct Figures {
+    mos: Vec<avatar_voice::mos::Mos>,
     similarity: Vec<f32>,
     f0: Vec<f32>,
     tracks: Vec<Vec<f32>>,
