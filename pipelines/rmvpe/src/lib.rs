@@ -1,0 +1,1 @@
+//! RMVPE neural pitch estimation (RVC's default F0 model) in candle.
