@@ -4,7 +4,8 @@
 //! thread count; prints both medians, the ratio and how far the two F0 tracks are apart.
 //! RVC's side is skipped with a message when the venv (~/.cache/avatar/bench-venv), torch or
 //! rvc-python's rmvpe.py (RVC_LIB) and librosa (RMVPE_PYDEPS) are missing.
-//! Environment: RMVPE_BENCH_RUNS (default 3), RMVPE_PYTHON, RMVPE_PYDEPS, RVC_LIB.
+//! Environment: RMVPE_BENCH_RUNS (default 3), RMVPE_BENCH_SECONDS (default 10), RMVPE_PYTHON,
+//! RMVPE_PYDEPS, RVC_LIB.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use avatar_rmvpe::checkpoint::Weights;
 use avatar_rmvpe::{Rmvpe, DEFAULT_THRESHOLD};
 use candle_core::{DType, Device, Tensor};
 
+/// Seconds of audio, unless RMVPE_BENCH_SECONDS says otherwise.
 const SECONDS: usize = 10;
 
 fn main() {
@@ -31,6 +33,11 @@ fn run() -> Result<(), String> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3)
         .max(1);
+    let seconds: usize = std::env::var("RMVPE_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SECONDS)
+        .max(1);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
 
@@ -40,7 +47,9 @@ fn run() -> Result<(), String> {
     let model = Rmvpe::from_weights(&Weights::from_tensors(tensors).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
 
-    let audio = glide(SECONDS * 16_000);
+    let audio = glide(seconds * 16_000);
+    // Linux: reset the peak-RSS mark so the figure below covers inference, not weight making.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let f0 = model
         .f0(&audio, DEFAULT_THRESHOLD)
         .map_err(|e| e.to_string())?;
@@ -55,10 +64,11 @@ fn run() -> Result<(), String> {
     times.sort_by(f64::total_cmp);
     let ours = times[times.len() / 2];
     println!(
-        "avatar-rmvpe (candle, CPU, {threads} threads): {SECONDS} s of audio, {} frames: \
-         median {ours:.3} s over {runs} runs ({:.1}x real time)",
+        "avatar-rmvpe (candle, CPU, {threads} threads): {seconds} s of audio, {} frames: \
+         median {ours:.3} s over {runs} runs ({:.1}x real time); peak RSS {}",
         f0.len(),
-        SECONDS as f64 / ours
+        seconds as f64 / ours,
+        peak_rss().unwrap_or_else(|| "unknown".into())
     );
 
     let audio_path = tmp.path().join("audio.f32");
@@ -89,6 +99,14 @@ fn run() -> Result<(), String> {
         Err(why) => println!("SKIP RVC's PyTorch RMVPE: {why}"),
     }
     Ok(())
+}
+
+/// VmHWM of this process (weights included), Linux only.
+fn peak_rss() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(format!("{:.0} MB", kb / 1024.0))
 }
 
 /// A 110 → 330 Hz glide with five harmonics.

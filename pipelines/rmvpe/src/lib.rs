@@ -25,8 +25,10 @@ use model::E2E;
 pub const DEFAULT_THRESHOLD: f32 = 0.03;
 
 /// Frames (10 ms each) per network run, plus context on each side: long inputs are cut so
-/// memory stays bounded (about 0.3 GB at RVC's size). Inputs up to `core + 2·context` frames
-/// run whole, exactly as RVC; longer ones differ from a whole run only near chunk seams.
+/// memory stays bounded (the bench process peaks at ~0.7 GB with RVC-size weights, alike for
+/// 1 s and 40 s). Inputs up to `core + 2·context` frames (12.8 s by default) run whole,
+/// exactly as RVC; longer ones differ from a whole run only near chunk seams, where the
+/// network's (in principle unbounded) context is cut to `context` frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunking {
     pub core: usize,

@@ -268,3 +268,9 @@ fn default_path_follows_avatar_models() {
     let p = Rmvpe::default_path();
     assert!(p.ends_with("rmvpe/rmvpe.pt"), "{}", p.display());
 }
+
+#[test]
+fn model_is_shareable_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Rmvpe>();
+}
