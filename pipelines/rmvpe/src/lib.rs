@@ -2,8 +2,21 @@
 //!
 //! A port of RVC's `rmvpe.py` for CPU inference: log-mel front end ([`mel`]), the E2E network
 //! ([`unet`], [`gru`], [`model`]) and RVC's decoding ([`decode`]). Weights are RVC's own
-//! `rmvpe.pt` (not shipped by any package: download it from Hugging Face), read by
-//! [`checkpoint`].
+//! `rmvpe.pt` (not shipped by any package: download it from Hugging Face,
+//! `lj1995/VoiceConversionWebUI`, and put it at [`Rmvpe::default_path`], i.e.
+//! `${AVATAR_MODELS:-$HOME/.cache/avatar/models}/rmvpe/rmvpe.pt`), read by [`checkpoint`];
+//! the same state dict as safetensors works too.
+//!
+//! ```no_run
+//! # fn main() -> avatar_rmvpe::Result<()> {
+//! use avatar_rmvpe::{Rmvpe, DEFAULT_THRESHOLD};
+//! let rmvpe = Rmvpe::load(Rmvpe::default_path())?;
+//! let samples_16k = vec![0f32; 16_000];
+//! let f0_hz = rmvpe.f0(&samples_16k, DEFAULT_THRESHOLD)?; // 100 frames/s, 0 = unvoiced
+//! # let _ = f0_hz;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod checkpoint;
 pub mod decode;
