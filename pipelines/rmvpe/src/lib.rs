@@ -130,7 +130,7 @@ impl Rmvpe {
             )));
         }
         let Chunking { core, context } = self.chunking;
-        if frames <= core + 2 * context {
+        if frames <= core.saturating_add(context.saturating_mul(2)) {
             return self.model.salience(mel, frames);
         }
         let mut out = Vec::with_capacity(frames * decode::N_BINS);
@@ -138,7 +138,7 @@ impl Rmvpe {
         while start < frames {
             let len = core.min(frames - start);
             let lo = start.saturating_sub(context);
-            let hi = (start + len + context).min(frames);
+            let hi = (start + len).saturating_add(context).min(frames);
             let n = hi - lo;
             let mut part = Vec::with_capacity(N_MELS * n);
             for b in 0..N_MELS {

@@ -274,3 +274,25 @@ fn model_is_shareable_across_threads() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Rmvpe>();
 }
+
+#[test]
+fn huge_chunking_runs_whole() {
+    let r = reference();
+    let huge = tiny()
+        .with_chunking(Chunking {
+            core: usize::MAX,
+            context: usize::MAX,
+        })
+        .salience(&r.audio)
+        .unwrap();
+    assert_eq!(huge, tiny().salience(&r.audio).unwrap());
+    // Chunks of one frame with no context still cover every frame once.
+    let one = tiny()
+        .with_chunking(Chunking {
+            core: 0,
+            context: 0,
+        })
+        .salience(&r.audio[..16_000])
+        .unwrap();
+    assert_eq!(one.len(), 101 * 360);
+}
