@@ -26,6 +26,9 @@ pub enum RmvpeError {
         expected: Vec<usize>,
         got: Vec<usize>,
     },
+    /// A checkpoint RVC's code would build but this port does not handle.
+    #[error("unsupported RMVPE checkpoint: {0}")]
+    Unsupported(String),
     /// The caller passed inconsistent data.
     #[error("invalid input: {0}")]
     Input(String),

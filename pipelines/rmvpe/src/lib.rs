@@ -19,6 +19,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod conv;
 pub mod decode;
 pub mod error;
 pub mod gru;

@@ -7,6 +7,7 @@
 use candle_core::Tensor;
 
 use crate::checkpoint::Weights;
+use crate::conv;
 use crate::error::Result;
 
 /// PyTorch's BatchNorm2d default; not stored in the state dict.
@@ -25,9 +26,10 @@ fn batch_norm(w: &Weights, prefix: &str, channels: usize) -> Result<(Tensor, Ten
 
 /// A 3×3 (or 1×1) convolution with bias, possibly with a BatchNorm folded in.
 struct Conv {
+    /// (cout, cin·k·k), the layout [`conv::conv3x3`] multiplies by.
     weight: Tensor,
     bias: Tensor,
-    padding: usize,
+    kernel: usize,
 }
 
 impl Conv {
@@ -36,24 +38,32 @@ impl Conv {
         let weight = w.get(&format!("{conv}.weight"), &[cout, cin, 3, 3])?;
         let (scale, shift) = batch_norm(w, bn, cout)?;
         Ok(Self {
-            weight: weight.broadcast_mul(&scale.reshape((cout, 1, 1, 1))?)?,
+            weight: weight
+                .broadcast_mul(&scale.reshape((cout, 1, 1, 1))?)?
+                .reshape((cout, cin * 9))?,
             bias: shift,
-            padding: 1,
+            kernel: 3,
         })
     }
 
     /// A plain convolution with its own bias.
     fn plain(w: &Weights, name: &str, cin: usize, cout: usize, k: usize) -> Result<Self> {
         Ok(Self {
-            weight: w.get(&format!("{name}.weight"), &[cout, cin, k, k])?,
+            weight: w
+                .get(&format!("{name}.weight"), &[cout, cin, k, k])?
+                .reshape((cout, cin * k * k))?,
             bias: w.get(&format!("{name}.bias"), &[cout])?,
-            padding: k / 2,
+            kernel: k,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let c = self.bias.dims1()?;
-        let y = x.conv2d(&self.weight, self.padding, 1, 1, 1)?;
+        let y = if self.kernel == 1 {
+            conv::conv1x1(x, &self.weight)?
+        } else {
+            conv::conv3x3(x, &self.weight)?
+        };
         Ok(y.broadcast_add(&self.bias.reshape((1, c, 1, 1))?)?)
     }
 }
@@ -131,14 +141,18 @@ impl DecoderLevel {
         let weight = w.get(&format!("{p}.conv1.0.weight"), &[cin, cout, 3, 3])?;
         let (scale, shift) = batch_norm(w, &format!("{p}.conv1.1"), cout)?;
         Ok(Self {
-            up_weight: weight.broadcast_mul(&scale.reshape((1, cout, 1, 1))?)?,
+            up_weight: weight
+                .broadcast_mul(&scale.reshape((1, cout, 1, 1))?)?
+                .reshape((cin, cout * 9))?
+                .t()?
+                .contiguous()?,
             up_bias: shift.reshape((1, cout, 1, 1))?,
             blocks: load_blocks(w, &format!("{p}.conv2"), 2 * cout, cout)?,
         })
     }
 
     fn forward(&self, x: &Tensor, skip: &Tensor) -> Result<Tensor> {
-        let y = x.conv_transpose2d(&self.up_weight, 1, 1, 2, 1)?;
+        let y = conv::conv_transpose3x3_s2(x, &self.up_weight)?;
         let y = y.broadcast_add(&self.up_bias)?.relu()?;
         run(&self.blocks, Tensor::cat(&[&y, skip], 1)?)
     }
@@ -182,6 +196,13 @@ impl DeepUnet {
             encoder.push(load_blocks(w, &p, cin, cout)?);
             cin = cout;
             cout *= 2;
+        }
+        // Each level halves the 128 mel bands.
+        if encoder.len() > 7 {
+            return Err(crate::RmvpeError::Unsupported(format!(
+                "{} encoder levels; 128 mel bands allow at most 7",
+                encoder.len()
+            )));
         }
         // Intermediate: from the deepest encoder width to twice that, then constant.
         let mut intermediate = Vec::new();
