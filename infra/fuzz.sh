@@ -22,6 +22,12 @@ for name, amp in (("tone.wav", 0.4), ("quiet.wav", 0.0)):
         w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000)
         w.writeframes(b"".join(struct.pack("<h", int(amp * 32767 * math.sin(i / 8))) for i in range(4000)))
 PY
+# An Ogg Opus voice note for the Opus path, when libopus's encoder is installed.
+if command -v opusenc >/dev/null 2>&1; then
+  opusenc --quiet "$seeds/tone.wav" "$seeds/tone.opus" || true
+fi
+# A real faiss index for the `rvc_index` target.
+cp ../rvc/testdata/features.index "$seeds/" 2>/dev/null || true
 targets=$(cargo fuzz list)
 # Sanitizer off: the parsers are safe Rust, so what we hunt is panics, hangs and runaway
 # memory; that also halves the build time.

@@ -2,7 +2,8 @@
 # Creates the Python environment that the parse benchmark's baselines run in
 # (`cargo bench -p avatar-formats --bench parse`). Idempotent: does nothing when the venv
 # already has whatstk, so the bench can call it on every run.
-# `setup.sh embed` also installs torch + sentence-transformers for
+# `setup.sh whisper` adds ctranslate2 + faster-whisper for `cargo bench -p avatar-transcribe
+# --bench transcribe`. `setup.sh embed` also installs torch + sentence-transformers for
 # `cargo bench -p avatar-embed --bench embed` (CPU wheel when its index is reachable, else the
 # PyPI wheel, a multi-GB CUDA build that also runs on the CPU). `setup.sh llm` adds peft + gguf
 # for the LoRA training baseline (infra/bench/llm_train_baseline.py). `setup.sh llm-gen` builds
@@ -36,6 +37,19 @@ if [ "${1:-}" = "llm" ]; then
     fi
     echo "installing peft + gguf into $VENV (once)" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check peft gguf >&2
+    exit 0
+fi
+
+if [ "${1:-}" = "whisper" ]; then
+    # CTranslate2 + faster-whisper: the transcription baseline (same model.bin files).
+    "$0"
+    if "$VENV/bin/python" -c 'import faster_whisper' >/dev/null 2>&1; then
+        echo "bench venv ready for whisper: $VENV" >&2
+        exit 0
+    fi
+    echo "installing ctranslate2 + faster-whisper into $VENV (once)" >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        'ctranslate2==4.8.5' 'faster-whisper==1.2.1' >&2
     exit 0
 fi
 

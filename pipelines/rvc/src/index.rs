@@ -118,7 +118,7 @@ fn header(r: &mut Reader) -> Result<(usize, usize)> {
 fn flat_l2(r: &mut Reader) -> Result<(usize, Vec<f32>)> {
     let (d, ntotal) = header(r)?;
     let n = r.count("flat code count")?;
-    if n != d * ntotal {
+    if Some(n) != d.checked_mul(ntotal) {
         return Err(RvcError::Index(format!(
             "flat index holds {n} floats, expected {ntotal} x {d}"
         )));
@@ -384,4 +384,24 @@ impl FeatureIndex {
 
 fn l2(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::*;
+
+    /// Found by the `rvc_index` fuzz target: a flat index whose header claims d × ntotal
+    /// beyond usize made the size check itself overflow.
+    #[test]
+    fn huge_header_counts_are_errors() {
+        let mut b = b"IxF2".to_vec();
+        b.extend_from_slice(&0x1000_0000i32.to_le_bytes()); // d
+        b.extend_from_slice(&i64::MAX.to_le_bytes()); // ntotal
+        b.extend_from_slice(&[0; 16]); // padding
+        b.push(1); // is_trained
+        b.extend_from_slice(&1i32.to_le_bytes()); // L2
+        b.extend_from_slice(&16i64.to_le_bytes()); // code count
+        b.extend_from_slice(&[0; 64]);
+        assert!(matches!(FeatureIndex::parse(&b), Err(RvcError::Index(_))));
+    }
 }

@@ -1,11 +1,13 @@
 #![no_main]
 //! The recordings path (pipelines/voice) on hostile bytes: container probing and decoding
-//! (symphonia: wav, flac, mp3, ogg, mp4, mkv), then voice-activity slicing of whatever decoded.
+//! (symphonia: wav, flac, mp3, ogg, mp4, mkv; opus-pure for Opus), then voice-activity slicing of whatever decoded.
 //! The first byte picks the file name the bytes arrive under, which steers the container hint.
 //! Never a panic, never unbounded memory; every clip lies inside the recording.
 use libfuzzer_sys::fuzz_target;
 
-const NAMES: &[&str] = &["a.wav", "a.flac", "a.mp3", "a.ogg", "a.m4a", "a.mkv", "a.webm", "a"];
+const NAMES: &[&str] = &[
+    "a.wav", "a.flac", "a.mp3", "a.ogg", "a.opus", "a.m4a", "a.mkv", "a.webm", "a",
+];
 
 // decode turns a panic inside symphonia into a Damaged error with catch_unwind, as in
 // production. libFuzzer's panic hook aborts before any unwinding, so it is replaced by a silent
