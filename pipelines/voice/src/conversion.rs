@@ -1,7 +1,7 @@
 //! Speech in one voice → the same words in the person's voice, the way RVC's inference
 //! pipeline does it: 16 kHz audio, high-passed; content features from HuBERT/ContentVec
-//! (avatar-content); F0 at 100 Hz from FCPE when its weights are installed (avatar-fcpe),
-//! else YIN; the pitch moved to the person's register; RVC's synthesiser (avatar-rvc) with
+//! (avatar-content); F0 at 100 Hz from RMVPE (RVC's default; avatar-rmvpe) or FCPE
+//! (avatar-fcpe) when their weights are installed, else YIN; the pitch moved to the person's register; RVC's synthesiser (avatar-rvc) with
 //! retrieval over the voice's feature index.
 
 use crate::decode::Audio;
@@ -17,6 +17,8 @@ pub enum ConversionError {
     Rvc(#[from] avatar_rvc::RvcError),
     #[error("pitch (FCPE): {0}")]
     Fcpe(#[from] avatar_fcpe::FcpeError),
+    #[error("pitch (RMVPE): {0}")]
+    Rmvpe(#[from] avatar_rmvpe::RmvpeError),
     #[error("resampling: {0}")]
     Resample(#[from] crate::dsp::ResampleError),
     #[error("the voice model {model} takes {want}-dim content features, the content encoder gives {got}")]
@@ -31,15 +33,21 @@ pub enum ConversionError {
 
 /// How F0 is tracked for conversion.
 pub enum PitchTracker {
-    /// torchfcpe's network, ported (more robust on breathy or noisy speech).
+    /// RVC's own F0 model (robust to noise and accompaniment); `rmvpe.pt` is the user's to supply.
+    Rmvpe(Box<avatar_rmvpe::Rmvpe>),
+    /// torchfcpe's network, ported (more robust than YIN on breathy or noisy speech).
     Fcpe(Box<avatar_fcpe::Fcpe>),
     /// The DSP tracker, always available.
     Yin,
 }
 
 impl PitchTracker {
-    /// FCPE when `infra/fetch-models.sh fcpe` installed its weights, YIN otherwise.
+    /// RMVPE when `rmvpe.pt` is in the models folder, else FCPE when `infra/fetch-models.sh
+    /// fcpe` installed its weights, else YIN.
     pub fn best_available() -> PitchTracker {
+        if let Ok(r) = avatar_rmvpe::Rmvpe::load(avatar_rmvpe::Rmvpe::default_path()) {
+            return PitchTracker::Rmvpe(Box::new(r));
+        }
         let path = avatar_fcpe::Fcpe::default_path();
         match avatar_fcpe::Fcpe::load(&path) {
             Ok(f) => PitchTracker::Fcpe(Box::new(f)),
@@ -49,6 +57,7 @@ impl PitchTracker {
 
     pub fn name(&self) -> &'static str {
         match self {
+            PitchTracker::Rmvpe(_) => "RMVPE",
             PitchTracker::Fcpe(_) => "FCPE",
             PitchTracker::Yin => "YIN",
         }
@@ -57,6 +66,7 @@ impl PitchTracker {
     /// F0 in Hz per 10 ms frame (0 = unvoiced) of 16 kHz audio.
     pub fn track(&self, at_16k: &[f32]) -> Result<Vec<f32>, ConversionError> {
         Ok(match self {
+            PitchTracker::Rmvpe(r) => r.f0(at_16k, avatar_rmvpe::DEFAULT_THRESHOLD)?,
             PitchTracker::Fcpe(f) => f.f0(at_16k, 16_000)?,
             PitchTracker::Yin => crate::pitch::track(at_16k, 16_000)?,
         })
