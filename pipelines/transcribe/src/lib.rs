@@ -13,11 +13,12 @@
 
 pub mod ct2;
 pub mod decode;
+pub mod decoder;
 pub mod mel;
 pub mod model;
 pub mod wer;
 
-use candle_core::{Device, IndexOp, Tensor};
+use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -287,14 +288,9 @@ fn detect_language(
     features: &Tensor,
     device: &Device,
 ) -> Result<String, TranscribeError> {
-    let tokens = Tensor::new(&[[m.specials.sot]], device)?;
-    let out = m.model.decoder.forward(&tokens, features, true)?;
-    let logits = m
-        .model
-        .decoder
-        .final_linear(&out.i((.., 0..1, ..))?)?
-        .i((0, 0))?;
-    let logits: Vec<f32> = logits.to_vec1()?;
+    let _ = device;
+    let mut state = m.decoder.start(features)?;
+    let logits = m.decoder.step(&mut state, &[m.specials.sot])?;
     let best = m
         .specials
         .languages
@@ -329,14 +325,13 @@ fn decode_window(
     let mut sampled: Vec<u32> = Vec::new();
     let mut sum_logprob = 0f32;
     let mut no_speech = 0f32;
+    let _ = device;
+    let mut state = m.decoder.start(features)?;
+    let mut logits = m.decoder.step(&mut state, &tokens)?;
     for step in 0..MAX_NEW_TOKENS {
         if tokens.len() >= max_ctx {
             break;
         }
-        let input = Tensor::new(tokens.as_slice(), device)?.unsqueeze(0)?;
-        let out = m.model.decoder.forward(&input, features, step == 0)?;
-        let last = out.i((.., tokens.len() - 1.., ..))?;
-        let mut logits: Vec<f32> = m.model.decoder.final_linear(&last)?.i((0, 0))?.to_vec1()?;
         if step == 0 {
             if let Some(ns) = s.no_speech {
                 no_speech = softmax_at(&logits, ns as usize);
@@ -350,9 +345,10 @@ fn decode_window(
         sum_logprob += log_softmax_at(&logits, best as usize);
         sampled.push(best);
         tokens.push(best);
-        if best == s.eot {
+        if best == s.eot || tokens.len() >= max_ctx {
             break;
         }
+        logits = m.decoder.step(&mut state, &[best])?;
     }
     let avg = if sampled.is_empty() {
         0.0

