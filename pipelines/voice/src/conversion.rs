@@ -73,8 +73,8 @@ impl PitchTracker {
     }
 }
 
-/// An RVC voice model (`.pth` from RVC WebUI, Applio or Avatar's trainer) with its optional
-/// feature index (`.index`).
+/// An RVC voice model (`.pth` from RVC WebUI or Applio; Avatar's own trainer is issue 10)
+/// with its optional feature index (`.index`).
 pub struct VoiceModel {
     pub synth: Synthesizer,
     pub index: Option<FeatureIndex>,

@@ -168,10 +168,12 @@ pub enum Command {
     ///
     /// Example: avatar speak "Always finish what you start." -o advice.wav --voice grandma.pth
     Speak {
+        /// What to say.
         text: String,
+        /// The WAV file to write.
         #[arg(long, short)]
         output: PathBuf,
-        /// An RVC voice model (.pth from RVC WebUI, Applio or `avatar train voice`).
+        /// An RVC voice model (.pth from RVC WebUI or Applio) instead of the avatar's own.
         #[arg(long)]
         voice: Option<PathBuf>,
         /// The voice model's feature index (.index); retrieval blends its features in.

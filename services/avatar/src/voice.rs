@@ -393,7 +393,7 @@ pub fn speak(ctx: &Ctx, args: SpeakArgs) -> Result<()> {
     Ok(())
 }
 
-/// The avatar's own voice model, where `avatar train voice` puts it
+/// The avatar's own voice model, where voice training (issue 10) is to put it
 /// (DATA/models/AVATAR/voice/model.pth, with model.index beside it when there is one).
 pub fn avatars_voice_model(data: &Path, avatar: &str) -> Option<(PathBuf, Option<PathBuf>)> {
     let dir = data.join("models").join(avatar).join("voice");
