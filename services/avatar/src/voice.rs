@@ -2,7 +2,7 @@
 
 use crate::commands::Ctx;
 use anyhow::{Context, Result};
-use avatar_runtime::{BlobStore, EventLog};
+use avatar_runtime::{BlobStore, EventLog, RecordStore};
 use avatar_schemas::{Envelope, Payload, VoiceClip, VoiceReference};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -118,6 +118,15 @@ pub fn clips(ctx: &Ctx, args: ClipsArgs) -> Result<()> {
     if let Some(dir) = &args.export {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    // What was said in each clip (its transcript record names the clip as its message id):
+    // hearing the words helps to tell whose clip it is.
+    let said: std::collections::HashMap<String, String> = app
+        .records
+        .records(&avatar.avatar_id)?
+        .into_iter()
+        .filter(|r| r.kind == avatar_schemas::RecordKind::Transcript)
+        .filter_map(|r| r.message_id.map(|id| (id, r.text)))
+        .collect();
     let mut out = std::io::stdout().lock();
     let (mut shown, mut total_ms) = (0, 0);
     for (i, c) in clips.iter().enumerate() {
@@ -141,6 +150,9 @@ pub fn clips(ctx: &Ctx, args: ClipsArgs) -> Result<()> {
                 v["speaker"] = serde_json::json!(s + 1);
                 v["person"] = serde_json::json!(is_person);
             }
+            if let Some(text) = said.get(&c.id) {
+                v["said"] = serde_json::json!(text);
+            }
             writeln!(out, "{v}")?;
         } else {
             let who = match speaker {
@@ -159,6 +171,11 @@ pub fn clips(ctx: &Ctx, args: ClipsArgs) -> Result<()> {
                 c.rms_dbfs,
                 c.source
             )?;
+            if let Some(text) = said.get(&c.id) {
+                let short: String = text.chars().take(90).collect();
+                let more = if text.chars().count() > 90 { "…" } else { "" };
+                writeln!(out, "    “{short}{more}”")?;
+            }
         }
     }
     if !args.json {
