@@ -129,6 +129,28 @@ fn push_mono(out: &mut Vec<f32>, interleaved: &[f32], channels: usize, rate: u32
     out.len() as u64 <= MAX_SECONDS * rate as u64
 }
 
+/// The decoded recording, or the error for a file nothing could be decoded from.
+fn finish(
+    samples: Vec<f32>,
+    sample_rate: u32,
+    channels: usize,
+    codec: String,
+    skipped_packets: usize,
+) -> Result<Audio, DecodeError> {
+    if sample_rate == 0 || samples.is_empty() {
+        return Err(DecodeError::Damaged(
+            "no audio could be decoded from it".to_string(),
+        ));
+    }
+    Ok(Audio {
+        samples,
+        sample_rate,
+        channels,
+        codec,
+        skipped_packets,
+    })
+}
+
 /// An Ogg Opus file (`.opus`, WhatsApp's `.ogg`/`.opus` voice notes), decoded at 48 kHz.
 fn decode_ogg_opus(bytes: &[u8]) -> Result<Audio, DecodeError> {
     use opus_pure::{OggOpusReader, Trim, MAX_PACKET_SAMPLES};
@@ -169,18 +191,7 @@ fn decode_ogg_opus(bytes: &[u8]) -> Result<Audio, DecodeError> {
             Err(_) => skipped_packets += 1,
         }
     }
-    if samples.is_empty() {
-        return Err(DecodeError::Damaged(
-            "no audio could be decoded from it".to_string(),
-        ));
-    }
-    Ok(Audio {
-        samples,
-        sample_rate: RATE,
-        channels,
-        codec: "opus".to_string(),
-        skipped_packets,
-    })
+    finish(samples, RATE, channels, "opus".to_string(), skipped_packets)
 }
 
 /// Opus packets from symphonia's demuxer (webm, mkv) → mono 48 kHz. The codec private data
@@ -236,18 +247,7 @@ fn decode_opus_track(
             Err(_) => skipped_packets += 1,
         }
     }
-    if samples.is_empty() {
-        return Err(DecodeError::Damaged(
-            "no audio could be decoded from it".to_string(),
-        ));
-    }
-    Ok(Audio {
-        samples,
-        sample_rate: RATE,
-        channels,
-        codec: "opus".to_string(),
-        skipped_packets,
-    })
+    finish(samples, RATE, channels, "opus".to_string(), skipped_packets)
 }
 
 fn decode_inner(name: &str, bytes: &[u8]) -> Result<Audio, DecodeError> {
@@ -337,26 +337,11 @@ fn decode_inner(name: &str, bytes: &[u8]) -> Result<Audio, DecodeError> {
             _ => buffer.insert(SampleBuffer::<f32>::new(needed, spec)),
         };
         buf.copy_interleaved_ref(decoded);
-        let inv = 1.0 / channels as f32;
-        for frame in buf.samples().chunks_exact(channels) {
-            samples.push(frame.iter().sum::<f32>() * inv);
-        }
-        if sample_rate > 0 && samples.len() as u64 > MAX_SECONDS * sample_rate as u64 {
+        if !push_mono(&mut samples, buf.samples(), channels, sample_rate) {
             return Err(DecodeError::TooLong);
         }
     }
-    if sample_rate == 0 || samples.is_empty() {
-        return Err(DecodeError::Damaged(
-            "no audio could be decoded from it".to_string(),
-        ));
-    }
-    Ok(Audio {
-        samples,
-        sample_rate,
-        channels,
-        codec,
-        skipped_packets,
-    })
+    finish(samples, sample_rate, channels, codec, skipped_packets)
 }
 
 #[cfg(test)]

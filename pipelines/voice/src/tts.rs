@@ -49,10 +49,22 @@ impl Espeak {
         if text.is_empty() {
             return Err(TtsError::EmptyText);
         }
+        let out = self.run(
+            &["-v", voice, "-p", &pitch.min(99).to_string(), "--stdout"],
+            text,
+        )?;
+        // espeak-ng writes a WAV whose header sizes are unset when streaming; symphonia reads
+        // to the end of the data anyway.
+        crate::decode("espeak.wav", &out)
+            .map_err(|e| TtsError::Failed(format!("its output is not audio: {e}")))
+    }
+
+    /// Runs espeak-ng with `args`, `text` (at most MAX_CHARS of it) on stdin — never in argv:
+    /// it may start with '-' or hold anything — and returns its stdout.
+    fn run(&self, args: &[&str], text: &str) -> Result<Vec<u8>, TtsError> {
         let text: String = text.chars().take(MAX_CHARS).collect();
-        // Text on stdin, never in argv: it may start with '-' or hold anything.
         let mut child = Command::new(&self.bin)
-            .args(["-v", voice, "-p", &pitch.min(99).to_string(), "--stdout"])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -71,40 +83,18 @@ impl Espeak {
                 String::from_utf8_lossy(&out.stderr).trim().to_string(),
             ));
         }
-        // espeak-ng writes a WAV whose header sizes are unset when streaming; symphonia reads
-        // to the end of the data anyway.
-        crate::decode("espeak.wav", &out.stdout)
-            .map_err(|e| TtsError::Failed(format!("its output is not audio: {e}")))
+        Ok(out.stdout)
     }
 
     /// `text` as espeak's IPA phonemes (what Piper voices were trained on), one line per
     /// clause espeak found, joined with spaces.
     pub fn ipa(&self, text: &str, voice: &str) -> Result<String, TtsError> {
-        let text: String = text.trim().chars().take(MAX_CHARS).collect();
+        let text = text.trim();
         if text.is_empty() {
             return Ok(String::new());
         }
-        let mut child = Command::new(&self.bin)
-            .args(["-q", "--ipa", "-v", voice])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| TtsError::Failed(e.to_string()))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(text.as_bytes())
-                .map_err(|e| TtsError::Failed(e.to_string()))?;
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| TtsError::Failed(e.to_string()))?;
-        if !out.status.success() {
-            return Err(TtsError::Failed(
-                String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ));
-        }
-        let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        let out = self.run(&["-q", "--ipa", "-v", voice], text)?;
+        let lines: Vec<String> = String::from_utf8_lossy(&out)
             .lines()
             .map(|l| l.trim().to_string())
             .filter(|l| !l.is_empty())
