@@ -25,6 +25,16 @@ impl WordErrors {
     }
 }
 
+/// Counts over several utterances add up (WER of a set = all errors / all reference words).
+impl std::ops::AddAssign for WordErrors {
+    fn add_assign(&mut self, o: WordErrors) {
+        self.substitutions += o.substitutions;
+        self.deletions += o.deletions;
+        self.insertions += o.insertions;
+        self.reference_words += o.reference_words;
+    }
+}
+
 /// Lower-cased words with punctuation removed (apostrophes inside words kept: "don't").
 pub fn normalise(text: &str) -> Vec<String> {
     text.split_whitespace()
@@ -126,6 +136,15 @@ mod tests {
         assert!(e.rate() > 1.0);
         assert_eq!(word_errors("", "").rate(), 0.0);
         assert_eq!(word_errors("", "a b").rate(), 2.0);
+    }
+
+    #[test]
+    fn counts_of_several_utterances_add_up() {
+        let mut all = word_errors("the cat sat", "the sat");
+        all += word_errors("a b", "a c d");
+        assert_eq!((all.substitutions, all.deletions, all.insertions), (1, 1, 1));
+        assert_eq!(all.reference_words, 5);
+        assert!((all.rate() - 0.6).abs() < 1e-12);
     }
 
     #[test]

@@ -779,11 +779,7 @@ impl Backend for EmbeddedBackend {
                 &name,
             )
             .map_err(|e| BackendError::Unavailable(format!("{e:#}")))?;
-            return Ok(avatar_query::Speech {
-                wav: spoken.wav,
-                voice: spoken.voice,
-                their_voice: spoken.their_voice,
-            });
+            return Ok(spoken.into());
         }
         // A named espeak voice asks for espeak-ng; otherwise Piper when installed.
         let front = match tts_voice {
@@ -817,11 +813,7 @@ impl Backend for EmbeddedBackend {
             }
         }
         .map_err(|e| BackendError::BadRequest(format!("{e:#}")))?;
-        Ok(avatar_query::Speech {
-            wav: spoken.wav,
-            voice: spoken.voice,
-            their_voice: spoken.their_voice,
-        })
+        Ok(spoken.into())
     }
 }
 

@@ -449,7 +449,7 @@ pub fn say_in_their_voice(
         index_rate,
         ..Default::default()
     };
-    let mut out = avatar_voice::conversion::convert(
+    let out = avatar_voice::conversion::convert(
         &content,
         &pitch,
         &model,
@@ -458,24 +458,18 @@ pub fn say_in_their_voice(
         target_hz,
         &params,
     )?;
-    let audio = &mut out.audio;
-    avatar_voice::dsp::normalize_loudness(&mut audio.samples, audio.sample_rate, -20.0, 0.891);
-    Ok(Spoken {
-        wav: avatar_voice::wav::encode_wav(&audio.samples, audio.sample_rate),
-        seconds: audio.duration_ms() as f64 / 1000.0,
-        voice: format!(
-            "{name}'s voice model {} converting the base TTS voice ({base_name}), pitch {:+.1} \
+    let voice = format!(
+        "{name}'s voice model {} converting the base TTS voice ({base_name}), pitch {:+.1} \
              semitones ({}{}).",
-            model.describe(),
-            out.semitones,
-            pitch.name(),
-            match target_hz {
-                Some(hz) => format!(", to their median {hz:.0} Hz"),
-                None => ", no clips of theirs to match".to_string(),
-            }
-        ),
-        their_voice: true,
-    })
+        model.describe(),
+        out.semitones,
+        pitch.name(),
+        match target_hz {
+            Some(hz) => format!(", to their median {hz:.0} Hz"),
+            None => ", no clips of theirs to match".to_string(),
+        }
+    );
+    Ok(Spoken::new(out.audio, voice, true))
 }
 
 /// The base TTS front end.
@@ -520,18 +514,12 @@ pub fn say_piper(
     text: &str,
     name: &str,
 ) -> Result<Spoken> {
-    let mut audio = piper.speak(espeak, text)?;
-    avatar_voice::dsp::normalize_loudness(&mut audio.samples, audio.sample_rate, -20.0, 0.891);
-    Ok(Spoken {
-        wav: avatar_voice::wav::encode_wav(&audio.samples, audio.sample_rate),
-        seconds: audio.duration_ms() as f64 / 1000.0,
-        voice: format!(
-            "the base TTS voice (Piper {}, its own pitch). No voice model is trained for {name} \
-             yet, so this is not their voice.",
-            piper.name()
-        ),
-        their_voice: false,
-    })
+    let voice = format!(
+        "the base TTS voice (Piper {}, its own pitch). No voice model is trained for {name} \
+         yet, so this is not their voice.",
+        piper.name()
+    );
+    Ok(Spoken::new(piper.speak(espeak, text)?, voice, false))
 }
 
 /// Speech for `avatar speak` and `/api/speak`.
@@ -541,6 +529,29 @@ pub struct Spoken {
     /// Which voice, in words.
     pub voice: String,
     pub their_voice: bool,
+}
+
+impl Spoken {
+    /// Speech at −20 LUFS with a −1 dBFS ceiling (like the clips), as a WAV.
+    fn new(mut audio: avatar_voice::Audio, voice: String, their_voice: bool) -> Spoken {
+        avatar_voice::dsp::normalize_loudness(&mut audio.samples, audio.sample_rate, -20.0, 0.891);
+        Spoken {
+            wav: avatar_voice::wav::encode_wav(&audio.samples, audio.sample_rate),
+            seconds: audio.duration_ms() as f64 / 1000.0,
+            voice,
+            their_voice,
+        }
+    }
+}
+
+impl From<Spoken> for avatar_query::Speech {
+    fn from(s: Spoken) -> Self {
+        avatar_query::Speech {
+            wav: s.wav,
+            voice: s.voice,
+            their_voice: s.their_voice,
+        }
+    }
 }
 
 /// The base TTS voice's pitch for the avatar (matched to the median of their clips, espeak's
@@ -597,17 +608,15 @@ pub fn say(
     pitch_note: &str,
     name: &str,
 ) -> Result<Spoken> {
-    let mut audio = espeak.speak(text, tts_voice, pitch)?;
-    avatar_voice::dsp::normalize_loudness(&mut audio.samples, audio.sample_rate, -20.0, 0.891);
-    Ok(Spoken {
-        wav: avatar_voice::wav::encode_wav(&audio.samples, audio.sample_rate),
-        seconds: audio.duration_ms() as f64 / 1000.0,
-        voice: format!(
-            "the base TTS voice (espeak-ng {tts_voice}), {pitch_note}. No voice model is trained \
-             for {name} yet, so this is not their voice."
-        ),
-        their_voice: false,
-    })
+    let voice = format!(
+        "the base TTS voice (espeak-ng {tts_voice}), {pitch_note}. No voice model is trained \
+         for {name} yet, so this is not their voice."
+    );
+    Ok(Spoken::new(
+        espeak.speak(text, tts_voice, pitch)?,
+        voice,
+        false,
+    ))
 }
 
 /// Sentences the base voice says for `voice eval`.
@@ -711,11 +720,7 @@ pub fn eval(
         fig.tracks.push(f0);
         if let Ok(w) = &whisper {
             let heard = transcribe_samples(w, &a.samples, a.sample_rate)?;
-            let e = avatar_transcribe::word_errors(text, &heard);
-            fig.errors.substitutions += e.substitutions;
-            fig.errors.deletions += e.deletions;
-            fig.errors.insertions += e.insertions;
-            fig.errors.reference_words += e.reference_words;
+            fig.errors += avatar_transcribe::word_errors(text, &heard);
         }
         Ok(())
     };
@@ -724,22 +729,9 @@ pub fn eval(
         Some(p) => Some((p.to_path_buf(), None)),
         None => avatars_voice_model(&app.dir, &avatar.avatar_id),
     };
-    let converter = match &model {
-        Some((pth, index)) => Some(
-            (|| -> Result<_> {
-                let m = avatar_voice::conversion::VoiceModel::load(pth, index.as_deref())?;
-                let (c, _) = avatar_content::ContentEncoder::load_default()
-                    .context("voice conversion needs the HuBERT content encoder")?;
-                Ok((
-                    m,
-                    c,
-                    avatar_voice::conversion::PitchTracker::best_available(),
-                ))
-            })()
-            .map_err(|e| format!("{e:#}")),
-        ),
-        None => None,
-    };
+    let converter = model
+        .as_ref()
+        .map(|(pth, index)| load_converter(pth, index.as_deref()).map_err(|e| format!("{e:#}")));
     let mut base = Figures::default();
     let mut generated = Figures::default();
     let mut f0_errors: Vec<(f32, f32)> = Vec::new();
@@ -923,6 +915,25 @@ pub fn eval(
         println!("not measured: {}", missing.join("; "));
     }
     Ok(())
+}
+
+/// What converting needs: the voice model, the content encoder and the best pitch tracker.
+fn load_converter(
+    pth: &Path,
+    index: Option<&Path>,
+) -> Result<(
+    avatar_voice::conversion::VoiceModel,
+    avatar_content::ContentEncoder,
+    avatar_voice::conversion::PitchTracker,
+)> {
+    let model = avatar_voice::conversion::VoiceModel::load(pth, index)?;
+    let (content, _) = avatar_content::ContentEncoder::load_default()
+        .context("voice conversion needs the HuBERT content encoder")?;
+    Ok((
+        model,
+        content,
+        avatar_voice::conversion::PitchTracker::best_available(),
+    ))
 }
 
 /// Similarity, pitch and word errors of a set of utterances.
