@@ -341,12 +341,7 @@ fn speak_uses_the_base_voice_and_says_so_and_eval_reports_the_figures() {
     if installed_model("resemblyzer/pretrained.pt", "resemblyzer").is_none() {
         return;
     }
-    if std::process::Command::new("espeak-ng")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: espeak-ng not installed (apt-get install espeak-ng)");
+    if !installed_program("espeak-ng", "espeak-ng") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -511,12 +506,7 @@ fn an_opus_voice_note_is_heard_and_searchable() {
     let Some(dir) = fixtures().map(|f| f.join("../reference")) else {
         return;
     };
-    if std::process::Command::new("opusenc")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: opusenc not installed (apt-get install opus-tools)");
+    if !installed_program("opusenc", "opus-tools") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -585,12 +575,7 @@ fn tiny_hubert_models(root: &Path) -> PathBuf {
 /// then the avatar's own model from its models folder, and a clear error without HuBERT.
 #[test]
 fn an_rvc_voice_model_speaks_and_says_whose_voice() {
-    if std::process::Command::new("espeak-ng")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: espeak-ng not installed (apt-get install espeak-ng)");
+    if !installed_program("espeak-ng", "espeak-ng") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

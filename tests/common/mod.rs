@@ -161,3 +161,12 @@ pub fn git(dir: &Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Whether the program `bin` (from Debian's `package`) runs here; prints a skip message if not.
+pub fn installed_program(bin: &str, package: &str) -> bool {
+    let ok = Command::new(bin).arg("--version").output().is_ok();
+    if !ok {
+        eprintln!("skipping: {bin} not installed (apt-get install {package})");
+    }
+    ok
+}
