@@ -24,6 +24,7 @@ pub mod piper;
 pub mod pitch;
 pub mod speaker;
 pub mod speakers;
+pub mod training_data;
 pub mod tts;
 pub mod wav;
 

@@ -1,0 +1,1 @@
+//! Training an RVC v2 voice model in candle.
