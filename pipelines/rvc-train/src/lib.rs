@@ -1,1 +1,12 @@
 //! Training an RVC v2 voice model in candle.
+pub mod adamw;
+pub mod discriminator;
+pub mod error;
+pub mod generator;
+pub mod loss;
+pub mod mel;
+pub mod ops;
+pub mod params;
+pub mod rng;
+
+pub use error::{Result, TrainError};
