@@ -201,6 +201,46 @@ impl SynthConfig {
         Ok(())
     }
 
+    /// The 18-entry list [`SynthConfig::from_list`] reads, spelt as RVC WebUI writes it
+    /// (resblock as "1"/"2", the rate in Hz, an integral `p_dropout` as an int), so exported
+    /// voices carry the same `config` a WebUI-trained one does.
+    pub fn to_list(&self) -> Vec<Value> {
+        let ints = |v: &[usize]| Value::from(v.to_vec());
+        let p_dropout = if self.p_dropout.fract() == 0.0 && self.p_dropout.abs() < 1e15 {
+            Value::from(self.p_dropout as i64)
+        } else {
+            Value::from(self.p_dropout)
+        };
+        vec![
+            Value::from(self.spec_channels),
+            Value::from(self.segment_size),
+            Value::from(self.inter_channels),
+            Value::from(self.hidden_channels),
+            Value::from(self.filter_channels),
+            Value::from(self.n_heads),
+            Value::from(self.n_layers),
+            Value::from(self.kernel_size),
+            p_dropout,
+            Value::from(match self.resblock {
+                ResBlockKind::One => "1",
+                ResBlockKind::Two => "2",
+            }),
+            ints(&self.resblock_kernel_sizes),
+            Value::Array(
+                self.resblock_dilation_sizes
+                    .iter()
+                    .map(|d| ints(d))
+                    .collect(),
+            ),
+            ints(&self.upsample_rates),
+            Value::from(self.upsample_initial_channel),
+            ints(&self.upsample_kernel_sizes),
+            Value::from(self.spk_embed_dim),
+            Value::from(self.gin_channels),
+            Value::from(self.sr),
+        ]
+    }
+
     /// Output samples per synthesiser frame (product of the upsample rates).
     pub fn hop_length(&self) -> usize {
         self.upsample_rates.iter().product()
