@@ -278,6 +278,113 @@ impl FeatureIndex {
         })
     }
 
+    /// An IVF-Flat index from parts already built (see [`crate::ivf::build`]): `lists` must
+    /// hold every id below `vectors.len() / dim` exactly once.
+    pub(crate) fn from_ivf(
+        dim: usize,
+        vectors: Vec<f32>,
+        centroids: Vec<f32>,
+        lists: Vec<Vec<usize>>,
+        nprobe: usize,
+    ) -> Self {
+        Self {
+            dim,
+            vectors,
+            ivf: Some(Ivf {
+                centroids,
+                lists,
+                nprobe,
+            }),
+        }
+    }
+
+    /// The faiss bytes `faiss.write_index` produces for this index: `IwFl` (IVF-Flat, array
+    /// inverted lists, no direct map) or `IxF2` for a flat one.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let d = self.dim;
+        let mut w = Writer(Vec::with_capacity(self.vectors.len() * 4 + 1024));
+        let Some(ivf) = &self.ivf else {
+            w.flat_l2(d, &self.vectors)?;
+            return Ok(w.0);
+        };
+        let nlist = ivf.lists.len();
+        if ivf.centroids.len() != nlist * d
+            || ivf.lists.iter().map(Vec::len).sum::<usize>() != self.len()
+        {
+            return Err(RvcError::Index(format!(
+                "inconsistent IVF: {} centroid values and {} listed ids for {nlist} lists of \
+                 width {d} and {} vectors",
+                ivf.centroids.len(),
+                ivf.lists.iter().map(Vec::len).sum::<usize>(),
+                self.len()
+            )));
+        }
+        w.0.extend_from_slice(b"IwFl");
+        w.header(d, self.len())?;
+        w.u64(nlist);
+        w.u64(ivf.nprobe);
+        w.flat_l2(d, &ivf.centroids)?;
+        // Direct map: none (type 0) with an empty id array, as after `index.add`.
+        w.0.push(0);
+        w.u64(0);
+        w.0.extend_from_slice(b"ilar");
+        w.u64(nlist);
+        w.u64(d * 4);
+        // faiss stores sizes densely when more than half the lists are used, else as
+        // (list, size) pairs of the non-empty ones.
+        let used = ivf.lists.iter().filter(|l| !l.is_empty()).count();
+        if used > nlist / 2 {
+            w.0.extend_from_slice(b"full");
+            w.u64(nlist);
+            for l in &ivf.lists {
+                w.u64(l.len());
+            }
+        } else {
+            w.0.extend_from_slice(b"sprs");
+            w.u64(used * 2);
+            for (i, l) in ivf.lists.iter().enumerate().filter(|(_, l)| !l.is_empty()) {
+                w.u64(i);
+                w.u64(l.len());
+            }
+        }
+        for l in &ivf.lists {
+            for &id in l {
+                let row = self.vectors.get(id * d..(id + 1) * d).ok_or_else(|| {
+                    RvcError::Index(format!("listed id {id} beyond {} vectors", self.len()))
+                })?;
+                w.f32s(row);
+            }
+            for &id in l {
+                w.u64(id);
+            }
+        }
+        Ok(w.0)
+    }
+
+    /// Write the index as faiss does (`faiss.read_index` and [`FeatureIndex::read`] load it).
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_bytes()?).map_err(|source| RvcError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Number of inverted lists (`None` for a flat index).
+    pub fn nlist(&self) -> Option<usize> {
+        self.ivf.as_ref().map(|ivf| ivf.lists.len())
+    }
+
+    /// Ids per inverted list, in stored order (`None` for a flat index).
+    pub fn lists(&self) -> Option<&[Vec<usize>]> {
+        self.ivf.as_ref().map(|ivf| ivf.lists.as_slice())
+    }
+
+    /// Coarse centroids `[nlist, dim]` (`None` for a flat index).
+    pub fn centroids(&self) -> Option<&[f32]> {
+        self.ivf.as_ref().map(|ivf| ivf.centroids.as_slice())
+    }
+
     pub fn dim(&self) -> usize {
         self.dim
     }
@@ -382,7 +489,46 @@ impl FeatureIndex {
     }
 }
 
-fn l2(a: &[f32], b: &[f32]) -> f32 {
+/// Little-endian faiss serialisation (the inverse of [`Reader`]).
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u64(&mut self, v: usize) {
+        self.0.extend_from_slice(&(v as u64).to_le_bytes());
+    }
+
+    fn f32s(&mut self, v: &[f32]) {
+        for x in v {
+            self.0.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+
+    /// `write_index_header` with faiss' dummy fields (both 1 << 20), trained, L2.
+    fn header(&mut self, d: usize, ntotal: usize) -> Result<()> {
+        let d = i32::try_from(d)
+            .map_err(|_| RvcError::Index(format!("dimension {d} does not fit faiss' int")))?;
+        self.0.extend_from_slice(&d.to_le_bytes());
+        self.u64(ntotal);
+        self.u64(1 << 20);
+        self.u64(1 << 20);
+        self.0.push(1);
+        self.0.extend_from_slice(&1i32.to_le_bytes());
+        Ok(())
+    }
+
+    /// A flat L2 index (`IxF2`) holding `vectors` (`[n, d]`).
+    fn flat_l2(&mut self, d: usize, vectors: &[f32]) -> Result<()> {
+        self.0.extend_from_slice(b"IxF2");
+        self.header(d, vectors.len() / d.max(1))?;
+        self.u64(vectors.len());
+        self.f32s(vectors);
+        Ok(())
+    }
+}
+
+/// Squared L2 distance, summed in the order [`FeatureIndex::search`] uses (the IVF builder
+/// assigns lists with it so searching a stored vector probes the list that holds it).
+pub(crate) fn l2(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
