@@ -1,5 +1,5 @@
 //! RVC v2's `MultiPeriodDiscriminatorV2`: one scale discriminator on the waveform and
-//! period discriminators (2, 3, 5, 7, 11, 17) on the waveform folded by its period.
+//! period discriminators (2, 3, 5, 7, 11, 17, 23, 37) on the waveform folded by its period.
 //! The period discriminators' `(k, 1)` Conv2d layers are 1-D convolutions over each
 //! phase, so they run as conv1d with the period folded into the batch.
 
@@ -10,7 +10,7 @@ use crate::ops::{conv1d, leaky_relu, reflect_pad, weight_norm};
 use crate::params::{Init, Params};
 use crate::rng::Rng;
 
-pub const PERIODS: [usize; 6] = [2, 3, 5, 7, 11, 17];
+pub const PERIODS: [usize; 8] = [2, 3, 5, 7, 11, 17, 23, 37];
 const LRELU: f64 = 0.1;
 
 /// (c_in, c_out, kernel, stride, groups, padding) of DiscriminatorS.

@@ -8,5 +8,7 @@ pub mod mel;
 pub mod ops;
 pub mod params;
 pub mod rng;
+pub mod train;
 
 pub use error::{Result, TrainError};
+pub use train::{Example, Losses, TrainConfig, Trainer};

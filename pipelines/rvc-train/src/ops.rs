@@ -59,21 +59,11 @@ pub fn conv1d(
         } else {
             x.clone()
         };
-        let k = w.dim(2)?;
         let w = w.contiguous()?;
         if dilation > 1 {
             dilated(&x, &w, dilation)?
         } else {
-            let len = x.dim(2)?;
-            if len < k {
-                return Err(crate::error::TrainError::Shape(format!(
-                    "conv1d input of {len} samples is shorter than its kernel ({k})"
-                )));
-            }
-            let out = (len - k) / stride + 1;
-            let used = (out - 1) * stride + k;
-            let x = if used < len { x.narrow(2, 0, used)? } else { x };
-            per_item(&x, |xi| Ok(xi.conv1d(&w, 0, stride, 1, 1)?))?
+            conv_items_end_to_end(&x, &w, stride)?
         }
     };
     Ok(match bias {
@@ -82,17 +72,52 @@ pub fn conv1d(
     })
 }
 
-/// candle 0.11's CPU col2im backward of a batched conv1d gives wrong input gradients for
-/// every item but the first (see the test below), so batches are convolved item by item.
-fn per_item(x: &Tensor, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
-    let b = x.dim(0)?;
-    if b == 1 || !x.device().is_cpu() {
-        return f(&x.contiguous()?);
+/// Unpadded, undilated conv1d of a batch, run as one batch-1 convolution over the items
+/// laid end to end (outputs straddling two items are dropped). candle 0.11's CPU
+/// `conv_transpose1d`, which its conv1d backward uses, is wrong for batches > 1 (see the
+/// tests), and one long convolution is faster than an item-by-item loop anyway.
+fn conv_items_end_to_end(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+    let (b, c, len) = x.dims3()?;
+    let k = w.dim(2)?;
+    if len < k {
+        return Err(crate::error::TrainError::Shape(format!(
+            "conv1d input of {len} samples is shorter than its kernel ({k})"
+        )));
     }
-    let parts = (0..b)
-        .map(|i| f(&x.narrow(0, i, 1)?.contiguous()?))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Tensor::cat(&parts, 0)?)
+    let out = (len - k) / stride + 1;
+    if b == 1 {
+        let used = (out - 1) * stride + k;
+        return Ok(x
+            .narrow(2, 0, used)?
+            .contiguous()?
+            .conv1d(w, 0, stride, 1, 1)?);
+    }
+    let lp = len.div_ceil(stride) * stride;
+    let x = if lp > len {
+        x.pad_with_zeros(2, 0, lp - len)?
+    } else {
+        x.clone()
+    };
+    let flat = x.transpose(0, 1)?.contiguous()?.reshape((1, c, b * lp))?;
+    let y_len = (b * lp - k) / stride + 1;
+    let used = (y_len - 1) * stride + k;
+    let flat = if used < b * lp {
+        flat.narrow(2, 0, used)?
+    } else {
+        flat
+    };
+    let y = flat.contiguous()?.conv1d(w, 0, stride, 1, 1)?;
+    let per = lp / stride;
+    let c_out = y.dim(1)?;
+    let y = if y_len < b * per {
+        y.pad_with_zeros(2, 0, b * per - y_len)?
+    } else {
+        y
+    };
+    Ok(y.reshape((c_out, b, per))?
+        .narrow(2, 0, out)?
+        .transpose(0, 1)?
+        .contiguous()?)
 }
 
 /// Stride-1 dilated convolution as `d` undilated ones over the signal's phases.
@@ -119,7 +144,7 @@ fn dilated(x: &Tensor, w: &Tensor, d: usize) -> Result<Tensor> {
         .permute((0, 3, 1, 2))?
         .contiguous()?
         .reshape((b * d, c, m))?;
-    let y = per_item(&phases, |xi| Ok(xi.conv1d(w, 0, 1, 1, 1)?))?; // [b*d, c_out, m - k + 1]
+    let y = conv_items_end_to_end(&phases, w, 1)?; // [b*d, c_out, m - k + 1]
     let (_, c_out, n) = y.dims3()?;
     let y = y
         .reshape((b, d, c_out, n))?
@@ -321,6 +346,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Why convolutions run one item at a time: candle's own batched transposed conv
+    /// disagrees with itself item by item. When this starts failing, candle is fixed.
+    #[test]
+    fn candle_batched_conv_transpose_is_still_wrong() {
+        let x = rand(&[2, 3, 5], 11);
+        let w = rand(&[3, 4, 3], 12);
+        let full = x.conv_transpose1d(&w, 0, 0, 1, 1, 1).unwrap();
+        let parts: Vec<Tensor> = (0..2)
+            .map(|i| {
+                x.narrow(0, i, 1)
+                    .unwrap()
+                    .conv_transpose1d(&w, 0, 0, 1, 1, 1)
+                    .unwrap()
+            })
+            .collect();
+        assert!(max_diff(&full, &Tensor::cat(&parts, 0).unwrap()) > 1e-3);
     }
 
     #[test]
