@@ -40,10 +40,15 @@ pub struct DiscOut {
 #[derive(Debug, Clone)]
 pub struct Discriminator {
     pub params: Params,
+    /// Channel (and group) counts are RVC's divided by this; 1 is RVC's discriminator.
+    pub narrow: usize,
 }
 
 impl Discriminator {
-    pub fn new(seed: u64, device: &Device) -> Result<Self> {
+    /// RVC's discriminator when `narrow` is 1; tests use narrower ones (same layers, same
+    /// names, channel and group counts divided by `narrow`), which train much faster.
+    pub fn new(seed: u64, narrow: usize, device: &Device) -> Result<Self> {
+        let narrow = narrow.max(1);
         let mut params = Params::default();
         let mut init = Init {
             params: &mut params,
@@ -51,15 +56,19 @@ impl Discriminator {
             device: device.clone(),
         };
         for (i, &(ci, co, k, _, g, _)) in SCALE_LAYERS.iter().enumerate() {
+            let (ci, co) = (width(ci, narrow), width(co, narrow));
+            let g = groups(g, ci, narrow);
             init.wn_conv(
                 &format!("discriminators.0.convs.{i}"),
                 &[co, ci / g, k],
                 true,
             )?;
         }
-        init.wn_conv("discriminators.0.conv_post", &[1, 1024, 3], true)?;
+        let last = width(1024, narrow);
+        init.wn_conv("discriminators.0.conv_post", &[1, last, 3], true)?;
         for d in 1..=PERIODS.len() {
             for (i, &(ci, co, _)) in PERIOD_LAYERS.iter().enumerate() {
+                let (ci, co) = (width(ci, narrow), width(co, narrow));
                 init.wn_conv(
                     &format!("discriminators.{d}.convs.{i}"),
                     &[co, ci, 5, 1],
@@ -68,11 +77,11 @@ impl Discriminator {
             }
             init.wn_conv(
                 &format!("discriminators.{d}.conv_post"),
-                &[1, 1024, 3, 1],
+                &[1, last, 3, 1],
                 true,
             )?;
         }
-        Ok(Self { params })
+        Ok(Self { params, narrow })
     }
 
     /// Effective 1-D kernel (Conv2d `(k, 1)` kernels lose their last dim).
@@ -101,7 +110,8 @@ impl Discriminator {
         // Scale discriminator.
         let mut x = y.clone();
         let mut fmap = Vec::new();
-        for (i, &(_, _, _, s, g, pad)) in SCALE_LAYERS.iter().enumerate() {
+        for (i, &(ci, _, _, s, g, pad)) in SCALE_LAYERS.iter().enumerate() {
+            let g = groups(g, width(ci, self.narrow), self.narrow);
             let p = format!("discriminators.0.convs.{i}");
             x = conv1d(
                 &x,
@@ -175,4 +185,22 @@ impl Discriminator {
         }
         Ok(DiscOut { scores, fmaps })
     }
+}
+
+/// A layer's width in a narrowed discriminator (the single input channel stays 1).
+fn width(c: usize, narrow: usize) -> usize {
+    if c == 1 {
+        1
+    } else {
+        (c / narrow).max(1)
+    }
+}
+
+/// Groups of a narrowed grouped conv: divided like the channels, and dividing them.
+fn groups(g: usize, c_in: usize, narrow: usize) -> usize {
+    let mut g = (g / narrow).max(1);
+    while c_in % g != 0 {
+        g -= 1;
+    }
+    g
 }
