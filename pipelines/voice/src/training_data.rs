@@ -155,7 +155,7 @@ fn normalise(piece: &[f32], opts: &SegmentOptions) -> Option<Vec<f32>> {
 }
 
 /// One clip → training examples at `target_sr`: [`segment`], then per piece the audio at
-/// `target_sr`, RVC v2 content features (the encoder's last layer, unprojected) and F0 from
+/// `target_sr`, content features for RVC `version` (v2: the encoder's last layer, unprojected; v1: projected to 256) and F0 from
 /// `pitch`, both on a 16 kHz copy, aligned to one frame count. Pieces too short to give
 /// `opts.min_frames` frames are skipped; an empty result is not an error.
 pub fn prepare(
@@ -163,6 +163,7 @@ pub fn prepare(
     clip_rate: u32,
     source: &str,
     target_sr: u32,
+    version: RvcVersion,
     content: &ContentEncoder,
     pitch: &PitchTracker,
     opts: &SegmentOptions,
@@ -184,6 +185,7 @@ pub fn prepare(
             clip_rate,
             target_sr,
             hop,
+            version,
             content,
             pitch,
             name.clone(),
@@ -206,6 +208,7 @@ fn align(
     rate: u32,
     target_sr: u32,
     hop: usize,
+    version: RvcVersion,
     content: &ContentEncoder,
     pitch: &PitchTracker,
     source: String,
@@ -217,7 +220,7 @@ fn align(
         return Ok(None);
     }
     let mut wav = dsp::resample(piece, rate, target_sr)?;
-    let rows = content.encode_frames(&at_16k, RvcVersion::V2)?;
+    let rows = content.encode_frames(&at_16k, version)?;
     let dim = rows.first().map(Vec::len).unwrap_or(0);
     let mut f0 = pitch.track(&at_16k)?;
     // RVC's loader: phone = np.repeat(phone, 2, axis=0), then everything cut to the shortest.
@@ -446,6 +449,7 @@ mod tests {
             48_000,
             "clip-7",
             40_000,
+            RvcVersion::V2,
             &content,
             &PitchTracker::Yin,
             &SegmentOptions::default(),
@@ -507,6 +511,7 @@ mod tests {
             16_000,
             "s",
             40_000,
+            RvcVersion::V2,
             &content,
             &PitchTracker::Yin,
             &opts,
@@ -519,6 +524,7 @@ mod tests {
             16_000,
             "t",
             40_000,
+            RvcVersion::V2,
             &content,
             &PitchTracker::Yin,
             &opts,
@@ -527,7 +533,17 @@ mod tests {
         // 32 and 48 kHz give hops of 320 and 480.
         let clip = voiced(140.0, 22_050, 1.0, 0.3);
         for (sr, hop) in [(32_000, 320), (48_000, 480)] {
-            let e = prepare(&clip, 22_050, "c", sr, &content, &PitchTracker::Yin, &opts).unwrap();
+            let e = prepare(
+                &clip,
+                22_050,
+                "c",
+                sr,
+                RvcVersion::V2,
+                &content,
+                &PitchTracker::Yin,
+                &opts,
+            )
+            .unwrap();
             assert_eq!(e.len(), 1);
             assert_eq!(e[0].wav.len(), e[0].frames * hop);
         }
@@ -536,12 +552,22 @@ mod tests {
             22_050,
             "c",
             22_050,
+            RvcVersion::V2,
             &content,
             &PitchTracker::Yin,
             &opts,
         );
         assert!(matches!(err, Err(TrainingDataError::TargetRate(22_050))));
-        let err = prepare(&clip, 0, "c", 40_000, &content, &PitchTracker::Yin, &opts);
+        let err = prepare(
+            &clip,
+            0,
+            "c",
+            40_000,
+            RvcVersion::V2,
+            &content,
+            &PitchTracker::Yin,
+            &opts,
+        );
         assert!(err.unwrap_err().to_string().contains("c: "));
     }
 
@@ -566,6 +592,7 @@ mod tests {
             16_000,
             "speech_a",
             40_000,
+            RvcVersion::V2,
             &tiny_content(),
             &pitch,
             &SegmentOptions::default(),
