@@ -2,6 +2,7 @@
 pub mod adamw;
 pub mod discriminator;
 pub mod error;
+pub mod export;
 pub mod generator;
 pub mod loss;
 pub mod mel;
