@@ -686,3 +686,122 @@ fn an_rvc_voice_model_speaks_and_says_whose_voice() {
     let err = String::from_utf8_lossy(&said.stderr);
     assert!(err.contains("hubert"), "{err}");
 }
+
+/// Issue 10: `avatar train voice` trains the person's voice from their clips (speech made
+/// with espeak-ng; the tiny model and a tiny random HuBERT, so it runs in seconds), the
+/// losses fall, a checkpoint renders a sample, the exported model is what `avatar speak`
+/// then uses, and a second run resumes where the first stopped.
+#[test]
+fn the_persons_voice_is_trained_from_their_clips_and_speaks() {
+    if !installed_program("espeak-ng", "espeak-ng") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tiny_hubert_models(&tmp.path().join("models"));
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    let said = tmp.path().join("story.wav");
+    let made = std::process::Command::new("espeak-ng")
+        .args(["-w", said.to_str().unwrap(), "-s", "150"])
+        .arg(
+            "When I was young we walked to school along the river. In winter the ice sang \
+             under our boots, and my brother counted the crows on the fence every morning.",
+        )
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let run = |args: &[&str]| {
+        let mut c = cmd(&data);
+        c.env("AVATAR_MODELS", &models).args(args);
+        let out = c.output().unwrap();
+        assert_no_panic(&out);
+        out
+    };
+    let out = run(&["ingest", said.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let train = |steps: &str| {
+        let out = run(&[
+            "train",
+            "voice",
+            "--size",
+            "tiny",
+            "--version",
+            "v1",
+            "--steps",
+            steps,
+            "--batch",
+            "2",
+            "--frames",
+            "60",
+            "--lr",
+            "2e-3",
+            "--checkpoint-every",
+            "40",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let report = train("80");
+    assert_eq!(report["steps"], 80, "{report}");
+    assert_eq!(report["resumed_from"], 0, "{report}");
+    assert!(report["examples"].as_u64().unwrap() >= 2, "{report}");
+    let (start, end) = (
+        report["mel_start"].as_f64().unwrap(),
+        report["mel_end"].as_f64().unwrap(),
+    );
+    assert!(end < start * 0.9, "mel loss {start} -> {end}: {report}");
+    let voice = data.join("models/ada-lovelace/voice");
+    for f in [
+        "model.pth",
+        "model.index",
+        "model.safetensors",
+        "model.json",
+    ] {
+        assert!(voice.join(f).is_file(), "{f}: {report}");
+    }
+    let samples = report["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 2, "{report}");
+    let sample = std::fs::read(data.join(samples[1].as_str().unwrap())).unwrap();
+    assert!(sample.len() > 44 + 1000);
+
+    // The trained model speaks.
+    let out_wav = tmp.path().join("hello.wav");
+    let out = run(&[
+        "speak",
+        "See you tomorrow.",
+        "-o",
+        out_wav.to_str().unwrap(),
+        "--tts",
+        "espeak",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("voice model model.pth (RVC v1, 40 kHz, with pitch, feature index)"),
+        "{text}"
+    );
+    let wav = std::fs::read(&out_wav).unwrap();
+    assert_eq!(
+        u32::from_le_bytes([wav[24], wav[25], wav[26], wav[27]]),
+        40_000
+    );
+
+    // Run again with more steps: it continues from the checkpoint.
+    let report = train("82");
+    assert_eq!(report["resumed_from"], 80, "{report}");
+    assert_eq!(report["steps"], 82, "{report}");
+}

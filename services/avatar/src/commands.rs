@@ -295,6 +295,9 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
                 json,
             },
         ),
+        Command::Train {
+            command: TrainCommand::Voice(args),
+        } => crate::voice_train::run(ctx, &args),
         Command::Export {
             command:
                 ExportCommand::Llm {

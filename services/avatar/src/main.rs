@@ -17,6 +17,7 @@ mod semantic;
 mod serve;
 mod trainer_service;
 mod voice;
+mod voice_train;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -613,6 +614,22 @@ pub enum TrainCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Train the person's voice model (RVC v2) from their clips, for `avatar speak`.
+    ///
+    /// Extracts content features (HuBERT, needs hubert_base.pt in MODELS/hubert/) and pitch
+    /// from every clip in the person's voice, then trains RVC's synthesiser against its
+    /// discriminators (mel, KL, feature-matching and adversarial losses). Writes
+    /// DATA/models/AVATAR/voice/model.pth (loads in RVC WebUI and Applio) with model.index,
+    /// model.safetensors + model.json, checkpoints and a sample wav per checkpoint under
+    /// voice/train/. Resumable: run it again to continue. Starts from RVC's pretrained
+    /// f0G40k.pth/f0D40k.pth when they are in MODELS/rvc/pretrained_v2/ (or --pretrained-g).
+    ///
+    /// A standard step takes about a minute of CPU: train real voices on a GPU (build with
+    /// --features cuda); on a CPU use it for short fine-tunes or `--size tiny` to try it out.
+    /// RVC recommends 10–50 minutes of clean speech.
+    ///
+    /// Example: avatar train voice --steps 200 --checkpoint-every 50
+    Voice(crate::voice_train::VoiceTrainArgs),
 }
 
 #[derive(Subcommand, Debug)]

@@ -297,7 +297,7 @@ type PersonsVoice = (Vec<VoiceClip>, Option<Vec<Vec<f32>>>, bool);
 
 /// The person's clips: those in the voice of the clip named with `avatar voice person`, or
 /// every clip (and a note) when none was named. Also says which.
-fn persons_clips(
+pub(crate) fn persons_clips(
     app: &crate::app::App,
     avatar: &avatar_schemas::AvatarCreated,
     threshold: f32,
