@@ -805,3 +805,62 @@ fn the_persons_voice_is_trained_from_their_clips_and_speaks() {
     assert_eq!(report["resumed_from"], 80, "{report}");
     assert_eq!(report["steps"], 82, "{report}");
 }
+
+/// The trainer service retrains the voice when enough new clips of the person arrived, and
+/// not again until more do.
+#[test]
+fn the_trainer_service_retrains_the_voice_when_clips_arrive() {
+    if !installed_program("espeak-ng", "espeak-ng") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tiny_hubert_models(&tmp.path().join("models"));
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    let said = tmp.path().join("note.wav");
+    let made = std::process::Command::new("espeak-ng")
+        .args(["-w", said.to_str().unwrap()])
+        .arg(
+            "Remember to water the tomatoes before the sun is high, and close the gate behind you.",
+        )
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let run = |args: &[&str]| {
+        let mut c = cmd(&data);
+        c.env("AVATAR_MODELS", &models).args(args);
+        let out = c.output().unwrap();
+        assert_no_panic(&out);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    run(&["ingest", said.to_str().unwrap()]);
+    let service = [
+        "serve",
+        "trainer",
+        "--once",
+        "--min-new",
+        "100000",
+        "--voice-min-new",
+        "1",
+        "--voice-size",
+        "tiny",
+        "--voice-version",
+        "v1",
+        "--voice-steps",
+        "2",
+    ];
+    let first = run(&service);
+    assert!(
+        first.contains("training the voice (1 new clip(s))"),
+        "{first}"
+    );
+    assert!(first.contains("voice trained to step 2"), "{first}");
+    assert!(data.join("models/ada-lovelace/voice/model.pth").is_file());
+    let again = run(&service);
+    assert!(!again.contains("training the voice"), "{again}");
+}

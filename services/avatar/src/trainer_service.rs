@@ -1,7 +1,8 @@
 //! `avatar serve trainer`: retrains each avatar's personal model when enough new material has
-//! arrived, when `forget` marked the model stale, or on a schedule — one job per avatar at a
-//! time (a lock file beside the model), each run recorded as a `TrainResult` event by the same
-//! code as `avatar train llm`.
+//! arrived, when `forget` marked the model stale, or on a schedule, and their voice model when
+//! enough new clips of them arrived — one job per avatar and model at a time (a lock file beside
+//! the model), each run recorded as a `TrainResult` event by the same code as `avatar train
+//! llm` / `avatar train voice`.
 
 use crate::commands::Ctx;
 use crate::distributed::parse_duration;
@@ -36,6 +37,19 @@ pub struct TrainerArgs {
     /// Base model (GGUF file or folder; default: the installed demo model).
     #[arg(long, env = "AVATAR_TRAINER_BASE")]
     pub base: Option<String>,
+    /// Retrain the voice model when at least this many new clips of the person arrived
+    /// since its last run (the first run needs this many in all); 0 turns voice training off.
+    #[arg(long, default_value_t = 20, env = "AVATAR_TRAINER_VOICE_MIN_NEW")]
+    pub voice_min_new: usize,
+    /// Steps per voice run (a standard step is about a minute of CPU: a GPU is the place).
+    #[arg(long, default_value_t = 1000, env = "AVATAR_TRAINER_VOICE_STEPS")]
+    pub voice_steps: u64,
+    /// Voice model size (`standard`, or `tiny` to try the pipeline).
+    #[arg(long, default_value = "standard", value_parser = ["standard", "tiny"], env = "AVATAR_TRAINER_VOICE_SIZE")]
+    pub voice_size: String,
+    /// RVC generation of the voice model (v2, or v1 for 256-dim content encoders).
+    #[arg(long, default_value = "v2", value_parser = ["v1", "v2"], env = "AVATAR_TRAINER_VOICE_VERSION")]
+    pub voice_version: String,
     /// One look at every avatar (training those due), then exit.
     #[arg(long)]
     pub once: bool,
@@ -48,6 +62,9 @@ struct Seen {
     person_records: usize,
     /// Unix seconds of that start.
     at: u64,
+    /// The person's voice clips when the last voice run started.
+    #[serde(default)]
+    voice_clips: usize,
 }
 
 fn state_path(data: &Path) -> PathBuf {
@@ -118,10 +135,35 @@ pub fn pass(ctx: &Ctx, args: &TrainerArgs) -> Result<usize> {
         let model = crate::llm::model_dir(&app.dir, &id);
         let stale = model.join("stale.json").is_file();
         let last = state.get(&id).map(|s| (s.person_records, s.at));
+        let voice_clips = if args.voice_min_new > 0 {
+            let avatar = app.avatar(Some(&id))?;
+            crate::voice::persons_clips(&app, &avatar, avatar_voice::speakers::DEFAULT_THRESHOLD)?
+                .0
+                .len()
+        } else {
+            0
+        };
+        drop(app);
+        let before = state.get(&id).map_or(0, |s| s.voice_clips);
+        if args.voice_min_new > 0 && voice_clips >= before + args.voice_min_new {
+            println!(
+                "{id}: training the voice ({} new clip(s))",
+                voice_clips - before
+            );
+            match train_voice(&actx, &crate::voice_train::voice_dir(&ctx.data, &id), args) {
+                Ok(steps) => {
+                    println!("{id}: voice trained to step {steps}");
+                    state.entry(id.clone()).or_default().voice_clips = voice_clips;
+                    save(&ctx.data, &state)?;
+                    trained += 1;
+                }
+                // No HuBERT, too little speech…: say so and try again next time.
+                Err(e) => eprintln!("{id}: voice not trained: {e:#}"),
+            }
+        }
         let Some(why) = due(person, last, stale, args.min_new, args.every, now()) else {
             continue;
         };
-        drop(app);
         std::fs::create_dir_all(&model)?;
         let lock = File::create(model.join(".trainer.lock"))?;
         if lock.try_lock().is_err() {
@@ -149,17 +191,41 @@ pub fn pass(ctx: &Ctx, args: &TrainerArgs) -> Result<usize> {
         )
         .with_context(|| format!("training {id}"))?;
         let _ = std::fs::remove_file(model.join("stale.json"));
-        state.insert(
-            id,
-            Seen {
-                person_records: person,
-                at: started,
-            },
-        );
+        let seen = state.entry(id).or_default();
+        seen.person_records = person;
+        seen.at = started;
         save(&ctx.data, &state)?;
         trained += 1;
     }
     Ok(trained)
+}
+
+/// One voice run with `avatar train voice`'s defaults, under a lock beside the model.
+fn train_voice(ctx: &Ctx, dir: &Path, args: &TrainerArgs) -> Result<u64> {
+    std::fs::create_dir_all(dir)?;
+    let lock = File::create(dir.join(".trainer.lock"))?;
+    if lock.try_lock().is_err() {
+        anyhow::bail!("a voice training run is already going");
+    }
+    let r = crate::voice_train::train_voice(
+        ctx,
+        &crate::voice_train::VoiceTrainArgs {
+            steps: args.voice_steps,
+            batch: 4,
+            frames: 370,
+            version: args.voice_version.clone(),
+            size: args.voice_size.clone(),
+            pretrained_g: None,
+            pretrained_d: None,
+            lr: 1e-4,
+            checkpoint_every: 100,
+            seed: 1234,
+            fresh: false,
+            threshold: avatar_voice::speakers::DEFAULT_THRESHOLD,
+            json: false,
+        },
+    )?;
+    Ok(r.steps)
 }
 
 pub fn serve_trainer(ctx: &Ctx, args: &TrainerArgs) -> Result<()> {
