@@ -379,7 +379,9 @@ impl Generator {
                 3,
             )?
             .broadcast_mul(&bands.abs_mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&(scores + local)?)?;
+        // Not `softmax_last_dim`: candle runs it without a backward pass, which would cut
+        // every gradient through the attention scores (q, k, emb_rel_k).
+        let probs = candle_nn::ops::softmax(&(scores + local)?, candle_core::D::Minus1)?;
         let out = probs.matmul(&v)?;
         let rw = probs
             .gather(
