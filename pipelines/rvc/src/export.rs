@@ -615,6 +615,26 @@ fn read_tensor(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A file torch itself wrote (`torch.save`, torch 2.15: `testdata/tiny_state.pth`, the
+    /// pretrained-base layout with an fp16 tensor) reads back in order, as f32.
+    #[test]
+    fn reads_a_torch_written_training_state() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tiny_state.pth");
+        let state = load_state(&path, Some("model")).unwrap();
+        let names: Vec<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["enc_p.proj.weight_g", "enc_p.proj.weight_v", "emb_g.weight"]
+        );
+        assert_eq!(state[0].1.dims(), &[2, 1, 1]);
+        assert_eq!(state[2].1.dtype(), DType::F32);
+        let ones = state[0].1.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(ones, [1.0, 1.0]);
+        let meta = load_training_meta(&path).unwrap();
+        assert_eq!(meta.iteration, Some(7));
+        assert_eq!(meta.learning_rate, Some(1e-4));
+    }
     use crate::{f0_to_coarse, Checkpoint, Noise, SynthInput, Synthesizer};
     use candle_core::Device;
 
