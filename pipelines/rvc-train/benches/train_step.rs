@@ -3,14 +3,16 @@
 //! D ≈ 71.4 M parameters, random weights, synthetic voiced audio), then RVC's PyTorch
 //! step on the same batch shape and thread count (bench/torch_train_step.py; skipped when
 //! Python or torch is missing), and the ratio PyTorch time / candle time (> 1: candle is
-//! faster). A last pass re-runs the step phase by phase, to show where the time goes.
+//! faster; the PyTorch run goes first). A last candle pass re-runs the step phase by
+//! phase, to show where the time and memory go.
 //!
 //! Options (all optional): `--steps N` timed steps (2), `--warmup W` untimed first steps
-//! (1), `--batch B` (4), `--frames T` frames per utterance (370 = RVC's 3.7 s slices),
+//! (1), `--batch B` (2: at 4, RVC's CPU batch, four steps need more than 24 GB while the
+//! trainer's resident memory grows each step), `--frames T` frames per utterance (370 = RVC's 3.7 s slices),
 //! `--threads K` (`RAYON_NUM_THREADS`, else every core), `--breakdown N` phase-timed steps
 //! (1; 0 skips), `--detach-grads` (the breakdown pass hands AdamW detached gradients, to
-//! show what graph-carrying gradients cost in memory), `--no-torch`. `AVATAR_BENCH_PYTHON` picks the Python for the baseline
-//! (default `~/.cache/avatar/bench-venv/bin/python`).
+//! show what graph-carrying gradients cost in memory), `--no-torch`. `AVATAR_BENCH_PYTHON`
+//! picks the Python for the baseline (default `~/.cache/avatar/bench-venv/bin/python`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -56,7 +58,7 @@ fn parse_opts() -> BenchResult<Opts> {
     let mut o = Opts {
         steps: 2,
         warmup: 1,
-        batch: 4,
+        batch: 2,
         frames: 370,
         threads: env_threads.unwrap_or(cores),
         breakdown: 1,
@@ -352,6 +354,15 @@ fn main() -> BenchResult {
     // Before any candle op: candle's CPU kernels size their rayon pool from these.
     std::env::set_var("RAYON_NUM_THREADS", o.threads.to_string());
     std::env::set_var("CANDLE_NUM_THREADS", o.threads.to_string());
+    // PyTorch first: the candle trainer holds its memory until the end, and both at
+    // once may not fit.
+    let torch = if o.torch {
+        println!("PyTorch RVC (bench/torch_train_step.py), same batch, frames and threads:");
+        torch_baseline(&o)
+    } else {
+        println!("PyTorch: skipped (--no-torch)");
+        None
+    };
     let dev = Device::Cpu;
     let list: Vec<serde_json::Value> = serde_json::from_str(CONFIG_40K_V2)?;
     let cfg = SynthConfig::from_list(&list)?;
@@ -404,6 +415,7 @@ fn main() -> BenchResult {
         );
     }
     let candle_s = wall / o.steps as f64;
+    let candle_cpu = cpu / o.steps as f64;
     let candle_rss = peak_rss_mib();
     println!(
         "candle: {candle_s:.2} s/step, {:.4} steps/s, {:.1} CPU-s/step, peak RSS {candle_rss:.0} MiB, load average {}",
@@ -444,12 +456,7 @@ fn main() -> BenchResult {
         row("total", total);
     }
 
-    if !o.torch {
-        println!("PyTorch: skipped (--no-torch)");
-        return Ok(());
-    }
-    println!("PyTorch RVC (bench/torch_train_step.py), same batch, frames and threads:");
-    let Some(v) = torch_baseline(&o) else {
+    let Some(v) = torch else {
         return Ok(());
     };
     let torch_s = v["s_per_step"].as_f64().unwrap_or(f64::NAN);
@@ -461,6 +468,12 @@ fn main() -> BenchResult {
         v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
         v["g_params"],
         v["d_params"]
+    );
+    // On a shared machine CPU-seconds move less with the load than wall time.
+    println!(
+        "by CPU-seconds: candle {candle_cpu:.1}, PyTorch {:.1} per step, ratio {:.3}",
+        v["cpu_s_per_step"].as_f64().unwrap_or(f64::NAN),
+        v["cpu_s_per_step"].as_f64().unwrap_or(f64::NAN) / candle_cpu
     );
     println!(
         "candle {candle_s:.2} s/step, PyTorch {torch_s:.2} s/step, ratio (PyTorch time / candle time) {:.3} (batch {} x {} frames, {} threads, load average {})",
