@@ -60,6 +60,10 @@ impl AdamW {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
+            // candle leaves some variables' gradients attached to the step's graph; moments
+            // built from them would keep every step's graph alive (GBs per step).
+            let g = g.detach();
+            let g = &g;
             let p = var.as_tensor();
             let m = match self.m.get(name) {
                 Some(m) => ((m * c.beta1)? + (g * (1.0 - c.beta1))?)?,
@@ -73,9 +77,9 @@ impl AdamW {
             let decayed = (p * (1.0 - lr * c.weight_decay))?;
             let denom = ((v.sqrt()? / bc2.sqrt())? + c.eps)?;
             let upd = ((&m / denom)? * (lr / bc1))?;
-            var.set(&(decayed - upd)?)?;
-            self.m.insert(name.to_string(), m);
-            self.v.insert(name.to_string(), v);
+            var.set(&(decayed - upd)?.detach())?;
+            self.m.insert(name.to_string(), m.detach());
+            self.v.insert(name.to_string(), v.detach());
         }
         Ok(())
     }

@@ -199,7 +199,7 @@ fn width(c: usize, narrow: usize) -> usize {
 /// Groups of a narrowed grouped conv: divided like the channels, and dividing them.
 fn groups(g: usize, c_in: usize, narrow: usize) -> usize {
     let mut g = (g / narrow).max(1);
-    while c_in % g != 0 {
+    while !c_in.is_multiple_of(g) {
         g -= 1;
     }
     g
