@@ -28,6 +28,8 @@ if command -v opusenc >/dev/null 2>&1; then
 fi
 # A real faiss index for the `rvc_index` target.
 cp ../rvc/testdata/features.index "$seeds/" 2>/dev/null || true
+# A small torch .pth (a pretrained-base layout) for the `rvc_pth` target.
+cp ../rvc/testdata/tiny_state.pth "$seeds/" 2>/dev/null || true
 targets=$(cargo fuzz list)
 # Sanitizer off: the parsers are safe Rust, so what we hunt is panics, hangs and runaway
 # memory; that also halves the build time.
