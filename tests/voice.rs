@@ -804,6 +804,59 @@ fn the_persons_voice_is_trained_from_their_clips_and_speaks() {
     let report = train("82");
     assert_eq!(report["resumed_from"], 80, "{report}");
     assert_eq!(report["steps"], 82, "{report}");
+
+    // Killed (SIGKILL, no chance to clean up) after a checkpoint: the next run resumes from
+    // it, not from scratch.
+    let mut child = cmd(&data)
+        .env("AVATAR_MODELS", &models)
+        .args([
+            "train",
+            "voice",
+            "--size",
+            "tiny",
+            "--version",
+            "v1",
+            "--steps",
+            "100000",
+            "--batch",
+            "2",
+            "--frames",
+            "60",
+            "--lr",
+            "2e-3",
+            "--checkpoint-every",
+            "5",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = voice.join("train/checkpoint/state.json");
+    let t0 = std::time::Instant::now();
+    let step_of = || -> u64 {
+        std::fs::read(&state)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["step"].as_u64())
+            .unwrap_or(0)
+    };
+    while step_of() < 87 {
+        assert!(
+            t0.elapsed().as_secs() < 300,
+            "no checkpoint after 5 minutes"
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("training ended before it could be killed: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let report = train("1");
+    let resumed = report["resumed_from"].as_u64().unwrap();
+    assert!(resumed >= 87, "{report}");
+    assert_eq!(report["steps"].as_u64().unwrap(), resumed, "{report}");
+    assert!(voice.join("model.pth").is_file());
 }
 
 /// The trainer service retrains the voice when enough new clips of the person arrived, and
