@@ -916,4 +916,35 @@ fn the_trainer_service_retrains_the_voice_when_clips_arrive() {
     assert!(data.join("models/ada-lovelace/voice/model.pth").is_file());
     let again = run(&service);
     assert!(!again.contains("training the voice"), "{again}");
+
+    // Forgetting the recording removes the voice model that learned from it (model, index,
+    // checkpoints, samples); the service trains a new one once there is speech again.
+    let voice = data.join("models/ada-lovelace/voice");
+    let report: serde_json::Value =
+        serde_json::from_str(run(&["forget", "--source", said.to_str().unwrap(), "--json"]).trim())
+            .unwrap();
+    assert_eq!(report["voice_model_removed"], true, "{report}");
+    for f in ["model.pth", "model.index", "model.safetensors", "train"] {
+        assert!(!voice.join(f).exists(), "{f} survived forget");
+    }
+    assert!(voice.join("stale.json").is_file());
+    let nothing = run(&service);
+    assert!(
+        !nothing.contains("training the voice"),
+        "no clips left: {nothing}"
+    );
+    let other = tmp.path().join("other.wav");
+    let made = std::process::Command::new("espeak-ng")
+        .args(["-w", other.to_str().unwrap()])
+        .arg("The bread is better the second day, toasted, with a little butter and salt.")
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    run(&["ingest", other.to_str().unwrap()]);
+    let retrained = run(&service);
+    assert!(
+        retrained.contains("training the voice (the last one learned from forgotten recordings)"),
+        "{retrained}"
+    );
+    assert!(voice.join("model.pth").is_file() && !voice.join("stale.json").exists());
 }

@@ -1329,7 +1329,13 @@ fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<()> {
              (or forget with --retrain)"
         );
     }
-    if report.records == 0 {
+    if report.voice_model_removed {
+        println!(
+            "their voice model may have learned from the forgotten recordings and was removed; \
+             retrain: avatar train voice"
+        );
+    }
+    if report.records == 0 && !report.voice_model_removed {
         println!("(nothing matched; the tombstone stays in the log for replay)");
     }
     Ok(())

@@ -15,7 +15,10 @@
 //! - removes the training set (Parquet) when one was built (the next build has no covered data);
 //! - deletes the personal model's adapter and checkpoints when the avatar had one (the card
 //!   moves to `stale.json`, which says what to retrain): a model trained on forgotten data is
-//!   not served.
+//!   not served;
+//! - deletes the voice model (model, feature index, checkpoints, samples) when a forgotten
+//!   recording's clips were the person's voice: the index holds their content features and the
+//!   model their voice. `voice/stale.json` says why; `avatar train voice` makes a new one.
 
 use crate::app::App;
 use anyhow::{Context, Result};
@@ -39,6 +42,10 @@ pub struct ForgetReport {
     pub training_set_removed: bool,
     /// Whether a personal model trained on them was removed (retrain with `avatar train llm`).
     pub model_removed: bool,
+    /// Whether the voice model was removed because clips it may have learned from were forgotten
+    /// (retrain with `avatar train voice`).
+    #[serde(default)]
+    pub voice_model_removed: bool,
 }
 
 /// Whether an event from `source` comes from the source a `--source` tombstone names.
@@ -123,9 +130,11 @@ pub fn forget(
         _ => None,
     };
     const BLOB_KINDS: &[&str] = &["raw.artifact", "records.recording"];
+    let mut clips_forgotten = false;
     for s in app.log.all_of_kinds(BLOB_KINDS)? {
         if doomed(&s.event) {
             dropped_blobs.extend(blob_of(&s.event));
+            clips_forgotten |= matches!(s.event.payload, Payload::VoiceClip(_));
         }
     }
     let events_removed = app
@@ -159,13 +168,49 @@ pub fn forget(
             remove_model(&app.dir, avatar, &tombstone)?,
         )
     };
+    let voice_model_removed = clips_forgotten && remove_voice_model(&app.dir, avatar, &tombstone)?;
     Ok(ForgetReport {
         records: processed.forgotten.max(covered.len()),
         events_removed,
         blobs_removed,
         training_set_removed,
         model_removed,
+        voice_model_removed,
     })
+}
+
+/// Deletes the avatar's voice model and everything training left (checkpoints, samples, the
+/// feature index) and writes `voice/stale.json`, when there is one.
+fn remove_voice_model(data: &Path, avatar: &str, tombstone: &Envelope) -> Result<bool> {
+    let dir = crate::voice_train::voice_dir(data, avatar);
+    if !dir.is_dir() {
+        return Ok(false);
+    }
+    let mut removed = false;
+    for entry in
+        std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+    {
+        let p = entry?.path();
+        if p.file_name().is_some_and(|n| n == "stale.json") {
+            continue;
+        }
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        }
+        .with_context(|| format!("cannot remove {}", p.display()))?;
+        removed = true;
+    }
+    if removed {
+        let stale = serde_json::json!({
+            "reason": "trained on recordings since forgotten; retrain with `avatar train voice`",
+            "forget_event": tombstone.id.to_string(),
+            "at": tombstone.occurred_at,
+        });
+        std::fs::write(dir.join("stale.json"), serde_json::to_vec_pretty(&stale)?)?;
+    }
+    Ok(removed)
 }
 
 /// Removes the training set (and its privacy report) when one was built: it holds the covered

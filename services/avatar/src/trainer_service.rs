@@ -145,11 +145,22 @@ pub fn pass(ctx: &Ctx, args: &TrainerArgs) -> Result<usize> {
         };
         drop(app);
         let before = state.get(&id).map_or(0, |s| s.voice_clips);
-        if args.voice_min_new > 0 && voice_clips >= before + args.voice_min_new {
-            println!(
-                "{id}: training the voice ({} new clip(s))",
-                voice_clips - before
-            );
+        // A voice model removed by `forget` is retrained from the clips that remain.
+        let voice_stale = crate::voice_train::voice_dir(&ctx.data, &id)
+            .join("stale.json")
+            .is_file();
+        let new_clips = voice_clips.saturating_sub(before);
+        if args.voice_min_new > 0
+            && voice_clips > 0
+            && (new_clips >= args.voice_min_new || voice_stale)
+        {
+            if voice_stale {
+                println!(
+                    "{id}: training the voice (the last one learned from forgotten recordings)"
+                );
+            } else {
+                println!("{id}: training the voice ({new_clips} new clip(s))");
+            }
             match train_voice(&actx, &crate::voice_train::voice_dir(&ctx.data, &id), args) {
                 Ok(steps) => {
                     println!("{id}: voice trained to step {steps}");

@@ -393,6 +393,8 @@ pub fn train_voice(ctx: &Ctx, args: &VoiceTrainArgs) -> Result<VoiceTrainReport>
 
     // The model `avatar speak` uses, RVC's layout, plus Avatar's own.
     let pth = dir.join("model.pth");
+    // A new model without the forgotten recordings replaces the removed one.
+    let _ = std::fs::remove_file(dir.join("stale.json"));
     let info = format!("{}step Avatar {}", trainer.step, env!("CARGO_PKG_VERSION"));
     export::export_rvc(&trainer.generator, &pth, &info)?;
     let final_losses = trainer.history.last().map(|(_, l)| *l);
