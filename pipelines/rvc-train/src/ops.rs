@@ -154,8 +154,11 @@ fn dilated(x: &Tensor, w: &Tensor, d: usize) -> Result<Tensor> {
     Ok(y.narrow(2, 0, out)?)
 }
 
-/// `torch.nn.functional.conv_transpose1d` with kernel `[c_in, c_out, k]`: a convolution
-/// over the input with `stride - 1` zeros between samples, with the kernel flipped.
+/// `torch.nn.functional.conv_transpose1d` with kernel `[c_in, c_out, k]`, in polyphase form:
+/// output phase `r` (samples `q * stride + r`) is a plain convolution of the input with the
+/// kernel taps `r, r + stride, …` flipped, so no multiply is spent on the zeros a transposed
+/// convolution implicitly inserts (10× fewer for RVC's ×10 upsamplers), and every piece is a
+/// convolution candle differentiates.
 pub fn conv_transpose1d(
     x: &Tensor,
     w: &Tensor,
@@ -163,25 +166,41 @@ pub fn conv_transpose1d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    let (b, c_in, t) = x.dims3()?;
-    let k = w.dim(2)?;
-    if padding + 1 > k {
+    let (b, _, t) = x.dims3()?;
+    let (_, c_out, k) = w.dims3()?;
+    let full = (t.max(1) - 1) * stride.max(1) + k;
+    if stride == 0 || 2 * padding >= full {
         return Err(crate::error::TrainError::Shape(format!(
-            "transposed conv padding {padding} for kernel {k}"
+            "transposed conv stride {stride}, padding {padding} for kernel {k}"
         )));
     }
-    let stuffed = if stride > 1 {
-        let zeros = Tensor::zeros((b, c_in, t, stride - 1), x.dtype(), x.device())?;
-        Tensor::cat(&[&x.unsqueeze(3)?, &zeros], 3)?
-            .reshape((b, c_in, t * stride))?
-            .narrow(2, 0, (t - 1) * stride + 1)?
-    } else {
-        x.clone()
-    };
-    let rev: Vec<u32> = (0..k as u32).rev().collect();
-    let rev = Tensor::from_vec(rev, k, w.device())?;
-    let wf = w.index_select(&rev, 2)?.transpose(0, 1)?.contiguous()?;
-    conv1d(&stuffed, &wf, bias, 1, k - 1 - padding, 1, 1)
+    let rows = full.div_ceil(stride);
+    let mut phases = Vec::with_capacity(stride);
+    for r in 0..stride {
+        let taps: Vec<u32> = (r..k).step_by(stride).map(|j| j as u32).rev().collect();
+        if taps.is_empty() {
+            phases.push(Tensor::zeros((b, c_out, rows), x.dtype(), x.device())?);
+            continue;
+        }
+        let kr = taps.len();
+        let taps = Tensor::from_vec(taps, kr, w.device())?;
+        let wr = w.index_select(&taps, 2)?.transpose(0, 1)?.contiguous()?;
+        // z[q] = Σ_m x[q - m] · w[r + m·stride], q = 0 .. t + kr - 2.
+        let z = conv1d(x, &wr, None, 1, kr - 1, 1, 1)?;
+        let len = z.dim(2)?;
+        phases.push(if len < rows {
+            z.pad_with_zeros(2, 0, rows - len)?
+        } else {
+            z.narrow(2, 0, rows)?
+        });
+    }
+    let y = Tensor::stack(&phases, 3)?
+        .reshape((b, c_out, rows * stride))?
+        .narrow(2, padding, full - 2 * padding)?;
+    Ok(match bias {
+        Some(bb) => y.broadcast_add(&bb.reshape((1, (), 1))?)?,
+        None => y,
+    })
 }
 
 /// Reflect-pad the last dim (`F.pad(.., mode="reflect")`) by gathering indices.
@@ -368,13 +387,20 @@ mod tests {
 
     #[test]
     fn conv_transpose_matches_candle() {
-        for &(stride, k, padding) in &[(10, 16, 3), (2, 4, 1), (1, 3, 1)] {
+        for &(stride, k, padding) in &[(10, 16, 3), (2, 4, 1), (1, 3, 1), (4, 3, 0), (3, 7, 2)] {
             let x = rand(&[2, 6, 9], 5);
             let w = rand(&[6, 4, k], 6);
             let ours = conv_transpose1d(&x, &w, None, stride, padding).unwrap();
-            let theirs = x.conv_transpose1d(&w, padding, 0, stride, 1, 1).unwrap();
+            // Item by item: candle's own batched version is wrong without padding (see above).
+            let items: Vec<Tensor> = (0..2)
+                .map(|i| {
+                    let xi = x.narrow(0, i, 1).unwrap();
+                    xi.conv_transpose1d(&w, padding, 0, stride, 1, 1).unwrap()
+                })
+                .collect();
+            let theirs = Tensor::cat(&items, 0).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
-            assert!(max_diff(&ours, &theirs) < 1e-4);
+            assert!(max_diff(&ours, &theirs) < 1e-4, "{stride} {k} {padding}");
         }
     }
 
