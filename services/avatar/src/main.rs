@@ -624,7 +624,7 @@ pub enum TrainCommand {
     /// voice/train/. Resumable: run it again to continue. Starts from RVC's pretrained
     /// f0G40k.pth/f0D40k.pth when they are in MODELS/rvc/pretrained_v2/ (or --pretrained-g).
     ///
-    /// A standard step (batch 4) costs ~28 CPU-seconds in candle (RVC's PyTorch: ~11) and a voice
+    /// A standard step (batch 4) costs ~25 CPU-seconds in candle (RVC's PyTorch: ~11) and a voice
     /// takes thousands: train real voices on a GPU (build with --features cuda); on a CPU use it
     /// for short fine-tunes or `--size tiny` to try it out.
     /// RVC recommends 10–50 minutes of clean speech.

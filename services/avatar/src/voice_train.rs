@@ -2,7 +2,7 @@
 //! pitch) → RVC v2 training in candle (avatar-rvc-train) → the voice model `avatar speak`
 //! uses (DATA/models/AVATAR/voice/model.pth + model.index), also as safetensors + JSON.
 //!
-//! A full-size RVC step costs ~28 CPU-seconds here (batch 4), so real training wants a GPU
+//! A full-size RVC step costs ~25 CPU-seconds here (batch 4), so real training wants a GPU
 //! (`--features cuda`); on a CPU it suits tests (`--size tiny`) and short fine-tunes
 //! from RVC's pretrained base.
 
