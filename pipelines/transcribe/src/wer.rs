@@ -142,7 +142,10 @@ mod tests {
     fn counts_of_several_utterances_add_up() {
         let mut all = word_errors("the cat sat", "the sat");
         all += word_errors("a b", "a c d");
-        assert_eq!((all.substitutions, all.deletions, all.insertions), (1, 1, 1));
+        assert_eq!(
+            (all.substitutions, all.deletions, all.insertions),
+            (1, 1, 1)
+        );
         assert_eq!(all.reference_words, 5);
         assert!((all.rate() - 0.6).abs() < 1e-12);
     }
