@@ -535,6 +535,22 @@ fn an_opus_voice_note_is_heard_and_searchable() {
     }
 }
 
+/// `text` spoken by espeak-ng into a WAV at `path` (`extra`: more espeak-ng options).
+fn espeak_wav(path: &Path, text: &str, extra: &[&str]) {
+    let made = std::process::Command::new("espeak-ng")
+        .arg("-w")
+        .arg(path)
+        .args(extra)
+        .arg(text)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+}
+
 /// A models folder whose `hubert/` holds avatar-content's tiny test HuBERT with a 256-wide
 /// projection (RVC v1's feature width), listed in SHA256SUMS as a user would list theirs.
 fn tiny_hubert_models(root: &Path) -> PathBuf {
@@ -701,15 +717,12 @@ fn the_persons_voice_is_trained_from_their_clips_and_speaks() {
     let data = tmp.path().join("data");
     init_ada(&data);
     let said = tmp.path().join("story.wav");
-    let made = std::process::Command::new("espeak-ng")
-        .args(["-w", said.to_str().unwrap(), "-s", "150"])
-        .arg(
-            "When I was young we walked to school along the river. In winter the ice sang \
+    espeak_wav(
+        &said,
+        "When I was young we walked to school along the river. In winter the ice sang \
              under our boots, and my brother counted the crows on the fence every morning.",
-        )
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+        &["-s", "150"],
+    );
     let run = |args: &[&str]| {
         let mut c = cmd(&data);
         c.env("AVATAR_MODELS", &models).args(args);
@@ -871,14 +884,11 @@ fn the_trainer_service_retrains_the_voice_when_clips_arrive() {
     let data = tmp.path().join("data");
     init_ada(&data);
     let said = tmp.path().join("note.wav");
-    let made = std::process::Command::new("espeak-ng")
-        .args(["-w", said.to_str().unwrap()])
-        .arg(
-            "Remember to water the tomatoes before the sun is high, and close the gate behind you.",
-        )
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    espeak_wav(
+        &said,
+        "Remember to water the tomatoes before the sun is high, and close the gate behind you.",
+        &[],
+    );
     let run = |args: &[&str]| {
         let mut c = cmd(&data);
         c.env("AVATAR_MODELS", &models).args(args);
@@ -934,12 +944,11 @@ fn the_trainer_service_retrains_the_voice_when_clips_arrive() {
         "no clips left: {nothing}"
     );
     let other = tmp.path().join("other.wav");
-    let made = std::process::Command::new("espeak-ng")
-        .args(["-w", other.to_str().unwrap()])
-        .arg("The bread is better the second day, toasted, with a little butter and salt.")
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    espeak_wav(
+        &other,
+        "The bread is better the second day, toasted, with a little butter and salt.",
+        &[],
+    );
     run(&["ingest", other.to_str().unwrap()]);
     let retrained = run(&service);
     assert!(
