@@ -94,14 +94,7 @@ impl AdamW {
         }
         map.insert(
             "steps".to_string(),
-            Tensor::new(&[self.steps as f32], &Device::Cpu)?.to_device(
-                self.m
-                    .values()
-                    .next()
-                    .map(|t| t.device().clone())
-                    .as_ref()
-                    .unwrap_or(&Device::Cpu),
-            )?,
+            Tensor::new(&[self.steps as f32], &Device::Cpu)?,
         );
         candle_core::safetensors::save(&map, path).map_err(|e| TrainError::Checkpoint {
             path: path.display().to_string(),

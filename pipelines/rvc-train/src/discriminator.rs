@@ -6,7 +6,9 @@
 use candle_core::{Device, Tensor};
 
 use crate::error::Result;
-use crate::ops::{conv1d, leaky_relu, reflect_pad, weight_norm};
+use avatar_rvc::checkpoint::fold_weight_norm;
+
+use crate::ops::{conv1d, leaky_relu, reflect_pad};
 use crate::params::{Init, Params};
 use crate::rng::Rng;
 
@@ -93,7 +95,7 @@ impl Discriminator {
         if detach {
             (g, v) = (g.detach(), v.detach());
         }
-        let w = weight_norm(&g, &v)?;
+        let w = fold_weight_norm(&g, &v)?;
         let d = w.dims().to_vec();
         Ok(w.reshape((d[0], d[1], d[2]))?)
     }

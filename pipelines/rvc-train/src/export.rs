@@ -10,18 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use avatar_rvc::checkpoint::Weights;
 use avatar_rvc::export::{load_state, save_voice};
-use avatar_rvc::{Checkpoint, SynthConfig, Version};
+use avatar_rvc::Checkpoint;
 
 use crate::discriminator::Discriminator;
 use crate::error::{io_err, Result, TrainError};
 use crate::generator::Generator;
-
-fn version_label(v: Version) -> &'static str {
-    match v {
-        Version::V1 => "v1",
-        Version::V2 => "v2",
-    }
-}
 
 /// RVC's sample-rate label ("40k").
 pub fn sr_label(sr: u32) -> String {
@@ -129,15 +122,6 @@ pub fn save_pretrained(
     Ok(())
 }
 
-/// The config list as RVC stores it.
-pub fn config_list(cfg: &SynthConfig) -> Vec<serde_json::Value> {
-    cfg.to_list()
-}
-
-pub fn version_string(v: Version) -> String {
-    version_label(v).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,7 +174,7 @@ mod tests {
 
         // Avatar's own layout.
         let card = VoiceCard {
-            config: config_list(&t.generator.cfg),
+            config: t.generator.cfg.to_list(),
             version: "v2".into(),
             sample_rate: 40_000,
             f0: true,

@@ -6,19 +6,19 @@
 //! Names follow RVC's state dict, so `f0G40k.pth` loads and exports are RVC files. Batches
 //! hold equal-length utterances (the trainer crops), so no masks are needed.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 use avatar_rvc::{ResBlockKind, SynthConfig, Version};
 
+use avatar_rvc::checkpoint::fold_weight_norm;
+use avatar_rvc::{Bands, WINDOW};
+
 use crate::error::{Result, TrainError};
-use crate::ops::{
-    conv1d, conv_transpose1d, embedding, layer_norm_channels, leaky_relu, weight_norm,
-};
+use crate::ops::{conv1d, conv_transpose1d, embedding, layer_norm_channels, leaky_relu};
 use crate::params::{Init, Params};
 use crate::rng::Rng;
 
 const LRELU: f64 = 0.1;
-const WINDOW: usize = 10;
 const PITCH_BINS: usize = 256;
 const FLOWS: usize = 4;
 const FLOW_WN_LAYERS: usize = 3;
@@ -41,16 +41,6 @@ pub struct Batch {
     pub wav: Tensor,
     /// `[b]` u32 speaker ids.
     pub sid: Tensor,
-}
-
-impl Batch {
-    pub fn size(&self) -> Result<usize> {
-        Ok(self.phone.dim(0)?)
-    }
-
-    pub fn frames(&self) -> Result<usize> {
-        Ok(self.phone.dim(1)?)
-    }
 }
 
 /// Everything random in one generator pass, passed in so runs repeat exactly.
@@ -247,7 +237,10 @@ impl Generator {
     fn w(&self, name: &str) -> Result<Tensor> {
         if let Some(prefix) = name.strip_suffix(".weight") {
             if let Ok(g) = self.params.get(&format!("{prefix}.weight_g")) {
-                return weight_norm(&g, &self.params.get(&format!("{prefix}.weight_v"))?);
+                return Ok(fold_weight_norm(
+                    &g,
+                    &self.params.get(&format!("{prefix}.weight_v"))?,
+                )?);
             }
         }
         self.params.get(name)
@@ -588,44 +581,4 @@ fn wn_init(
         init.wn_conv(&format!("{p}.res_skip_layers.{i}"), &[out, h, 1], true)?;
     }
     Ok(())
-}
-
-/// Index maps between relative (window) and absolute attention positions.
-struct Bands {
-    rel_of_abs: Tensor,
-    abs_mask: Tensor,
-    abs_of_rel: Tensor,
-    rel_mask: Tensor,
-}
-
-impl Bands {
-    fn new(t: usize, dev: &Device) -> Result<Self> {
-        let w = WINDOW as i64;
-        let n = t as i64;
-        let mut rel_of_abs = Vec::with_capacity(t * t);
-        let mut abs_mask = Vec::with_capacity(t * t);
-        for i in 0..n {
-            for j in 0..n {
-                let r = j - i + w;
-                rel_of_abs.push(r.clamp(0, 2 * w) as u32);
-                abs_mask.push(if (0..=2 * w).contains(&r) { 1f32 } else { 0. });
-            }
-        }
-        let width = 2 * WINDOW + 1;
-        let mut abs_of_rel = Vec::with_capacity(t * width);
-        let mut rel_mask = Vec::with_capacity(t * width);
-        for i in 0..n {
-            for r in 0..=(2 * w) {
-                let j = i + r - w;
-                abs_of_rel.push(j.clamp(0, n - 1) as u32);
-                rel_mask.push(if (0..n).contains(&j) { 1f32 } else { 0. });
-            }
-        }
-        Ok(Self {
-            rel_of_abs: Tensor::from_vec(rel_of_abs, (t, t), dev)?,
-            abs_mask: Tensor::from_vec(abs_mask, (t, t), dev)?.to_dtype(DType::F32)?,
-            abs_of_rel: Tensor::from_vec(abs_of_rel, (t, width), dev)?,
-            rel_mask: Tensor::from_vec(rel_mask, (t, width), dev)?,
-        })
-    }
 }

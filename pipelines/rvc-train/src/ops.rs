@@ -4,25 +4,16 @@
 //! fast (im2col/col2im + gemm) with no padding, no dilation and no output padding, and
 //! it cannot differentiate `conv_transpose1d` at all. So padding is explicit, dilation
 //! is done by splitting the signal into phases, strided inputs are trimmed to the
-//! samples the output uses, and the decoder's transposed convolutions are convolutions
-//! over a zero-stuffed input.
+//! samples the output uses, and the decoder's transposed convolutions are plain
+//! convolutions in polyphase form.
 
-use candle_core::{DType, Device, IndexOp, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 
 use crate::error::Result;
 
 /// `F.leaky_relu(x, slope)`.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
     Ok(x.maximum(&(x * slope)?)?)
-}
-
-/// torch's `weight_norm` (dim 0): `w = g * v / ||v||`, the norm over every dim but the first.
-pub fn weight_norm(g: &Tensor, v: &Tensor) -> Result<Tensor> {
-    let out = v.dim(0)?;
-    let flat = v.reshape((out, ()))?;
-    let norm = flat.sqr()?.sum_keepdim(1)?.sqrt()?;
-    let scale = g.reshape((out, 1))?.broadcast_div(&norm)?;
-    Ok(flat.broadcast_mul(&scale)?.reshape(v.dims())?)
 }
 
 /// `torch.nn.functional.conv1d` on `[b, c_in, t]` with kernel `[c_out, c_in / groups, k]`.
@@ -250,12 +241,6 @@ pub fn scalar(x: &Tensor) -> Result<f32> {
         .to_scalar::<f32>()?)
 }
 
-/// First element of a rank-0/1 tensor.
-pub fn first(x: &Tensor) -> Result<f32> {
-    let x = x.flatten_all()?;
-    Ok(x.i(0)?.to_dtype(DType::F32)?.to_scalar::<f32>()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,24 +398,5 @@ mod tests {
             vec![vec![3., 2., 1., 2., 3., 4., 3., 2.]]
         );
         assert!(reflect_pad(&x, 4, 0).is_err());
-    }
-
-    #[test]
-    fn weight_norm_with_unit_rows_keeps_direction() {
-        let v = rand(&[3, 2, 5], 9);
-        let g = Tensor::new(&[2f32, 2., 2.], &Device::Cpu).unwrap();
-        let w = weight_norm(&g, &v).unwrap();
-        let norms = w
-            .reshape((3, 10))
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .sum(1)
-            .unwrap()
-            .sqrt()
-            .unwrap();
-        for n in norms.to_vec1::<f32>().unwrap() {
-            assert!((n - 2.0).abs() < 1e-5);
-        }
     }
 }

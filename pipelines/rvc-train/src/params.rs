@@ -7,8 +7,8 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, Var};
 
 use crate::error::{Result, TrainError};
-use crate::ops::weight_norm;
 use crate::rng::Rng;
+use avatar_rvc::checkpoint::fold_weight_norm;
 
 /// The parameters of one network (generator or discriminator), by name.
 #[derive(Debug, Clone, Default)]
@@ -86,7 +86,7 @@ impl Params {
         for (k, v) in &self.vars {
             if let Some(prefix) = k.strip_suffix("weight_g") {
                 let vname = format!("{prefix}weight_v");
-                let w = weight_norm(v.as_tensor(), &self.get(&vname)?)?;
+                let w = fold_weight_norm(v.as_tensor(), &self.get(&vname)?)?;
                 out.push((format!("{prefix}weight"), w));
             } else if !k.ends_with("weight_v") {
                 out.push((k.clone(), v.as_tensor().copy()?));
@@ -136,24 +136,19 @@ impl Init<'_> {
         let fan_in: usize = shape[1..].iter().product();
         let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
         let n = shape.iter().product();
-        let w = {
-            let vals = self.rng.uniforms(n, bound);
-            self.tensor(vals, shape)?
-        };
+        let vals = self.rng.uniforms(n, bound);
+        let w = self.tensor(vals, shape)?;
         self.params.add(format!("{prefix}.weight"), w)?;
         if bias {
-            let b = {
-                let vals = self.rng.uniforms(shape[0], bound);
-                self.tensor(vals, &shape[..1])?
-            };
+            let vals = self.rng.uniforms(shape[0], bound);
+            let b = self.tensor(vals, &shape[..1])?;
             self.params.add(format!("{prefix}.bias"), b)?;
         }
         Ok(())
     }
 
     /// A weight-normed conv: `weight_v` as [`Init::conv`], `weight_g = ||v||` so the
-    /// effective weight starts equal to `v`. `transposed`: torch's ConvTranspose1d layout
-    /// `[c_in, c_out, k]`, fan-in over `c_out * k` as torch computes it.
+    /// effective weight starts equal to `v`.
     pub fn wn_conv(&mut self, prefix: &str, shape: &[usize], bias: bool) -> Result<()> {
         let fan_in: usize = shape[1..].iter().product();
         let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
@@ -172,10 +167,8 @@ impl Init<'_> {
         self.params.add(format!("{prefix}.weight_g"), gt)?;
         self.params.add(format!("{prefix}.weight_v"), vt)?;
         if bias {
-            let b = {
-                let vals = self.rng.uniforms(rows, bound);
-                self.tensor(vals, &[rows])?
-            };
+            let vals = self.rng.uniforms(rows, bound);
+            let b = self.tensor(vals, &[rows])?;
             self.params.add(format!("{prefix}.bias"), b)?;
         }
         Ok(())
@@ -193,49 +186,30 @@ impl Init<'_> {
 
     pub fn normal(&mut self, name: &str, shape: &[usize], std: f64) -> Result<()> {
         let n = shape.iter().product();
-        let t = {
-            let vals = self.rng.normals(n, std);
-            self.tensor(vals, shape)?
-        };
+        let vals = self.rng.normals(n, std);
+        let t = self.tensor(vals, shape)?;
         self.params.add(name.to_string(), t)
     }
 
     /// Xavier-uniform weight (VITS attention projections), default bias.
     pub fn xavier_conv(&mut self, prefix: &str, c_out: usize, c_in: usize) -> Result<()> {
         let bound = (6.0 / (c_in + c_out) as f64).sqrt();
-        let w = {
-            let vals = self.rng.uniforms(c_out * c_in, bound);
-            self.tensor(vals, &[c_out, c_in, 1])?
-        };
+        let vals = self.rng.uniforms(c_out * c_in, bound);
+        let w = self.tensor(vals, &[c_out, c_in, 1])?;
         self.params.add(format!("{prefix}.weight"), w)?;
         let bb = 1.0 / (c_in as f64).sqrt();
-        let b = {
-            let vals = self.rng.uniforms(c_out, bb);
-            self.tensor(vals, &[c_out])?
-        };
+        let vals = self.rng.uniforms(c_out, bb);
+        let b = self.tensor(vals, &[c_out])?;
         self.params.add(format!("{prefix}.bias"), b)
     }
-}
 
-impl Init<'_> {
     /// Weight-normed ConvTranspose1d `[c_in, c_out, k]`: g has shape `[c_in, 1, 1]`
     /// (weight norm over dim 0), bias has `c_out` entries.
     pub fn wn_conv_t(&mut self, prefix: &str, c_in: usize, c_out: usize, k: usize) -> Result<()> {
-        let fan_in = c_out * k;
-        let bound = 1.0 / (fan_in as f64).sqrt();
-        let v = self.rng.uniforms(c_in * c_out * k, bound);
-        let g: Vec<f32> = v
-            .chunks(c_out * k)
-            .map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt())
-            .collect();
-        let gt = self.tensor(g, &[c_in, 1, 1])?;
-        let vt = self.tensor(v, &[c_in, c_out, k])?;
-        self.params.add(format!("{prefix}.weight_g"), gt)?;
-        self.params.add(format!("{prefix}.weight_v"), vt)?;
-        let b = {
-            let vals = self.rng.uniforms(c_out, bound);
-            self.tensor(vals, &[c_out])?
-        };
+        self.wn_conv(prefix, &[c_in, c_out, k], false)?;
+        let bound = 1.0 / ((c_out * k) as f64).sqrt();
+        let vals = self.rng.uniforms(c_out, bound);
+        let b = self.tensor(vals, &[c_out])?;
         self.params.add(format!("{prefix}.bias"), b)
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use avatar_rvc::{SynthConfig, Version};
+use avatar_rvc::SynthConfig;
 
 use crate::adamw::{AdamW, AdamWConfig};
 use crate::discriminator::Discriminator;
@@ -347,10 +347,7 @@ impl Trainer {
             step: self.step,
             config: self.config.clone(),
             synth: synth_to_json(&self.generator.cfg)?,
-            version: match self.generator.version {
-                Version::V1 => "v1".into(),
-                Version::V2 => "v2".into(),
-            },
+            version: self.generator.version.as_str().into(),
             losses: self.history.clone(),
         };
         let json = serde_json::to_vec_pretty(&state)
@@ -437,6 +434,7 @@ pub fn has_checkpoint(dir: &Path) -> bool {
 #[doc(hidden)]
 pub mod tests {
     use super::*;
+    use avatar_rvc::Version;
 
     /// The tiny synthesiser the reference test also uses: 8 channels, one attention layer,
     /// decoder 32 → 2 channels, hop 400 at 40 kHz, 4-frame decoded segments.

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::nn::{Conv1d, ConvSpec};
 
 /// Relative-position window RVC (VITS) hard-codes in `attentions.Encoder`.
-const WINDOW: usize = 10;
+pub const WINDOW: usize = 10;
 
 /// LayerNorm over channels (`modules.LayerNorm`, eps 1e-5).
 #[derive(Debug, Clone)]
@@ -137,20 +137,21 @@ impl MultiHeadAttention {
     }
 }
 
-/// Index maps between absolute `(i, j)` and relative `(i, j - i + w)` positions for one length.
-struct Bands {
+/// Index maps between absolute `(i, j)` and relative `(i, j - i + w)` positions for one length
+/// (VITS's windowed relative attention, window [`WINDOW`]); the trainer uses them too.
+pub struct Bands {
     /// `[t, t]` u32: `j - i + w`, clamped into the window.
-    rel_of_abs: Tensor,
+    pub rel_of_abs: Tensor,
     /// `[t, t]`: 1 where `|j - i| <= w`.
-    abs_mask: Tensor,
+    pub abs_mask: Tensor,
     /// `[t, 2w+1]` u32: `i + r - w`, clamped into the sequence.
-    abs_of_rel: Tensor,
+    pub abs_of_rel: Tensor,
     /// `[t, 2w+1]`: 1 where `0 <= i + r - w < t`.
-    rel_mask: Tensor,
+    pub rel_mask: Tensor,
 }
 
 impl Bands {
-    fn new(t: usize, dev: &Device) -> Result<Self> {
+    pub fn new(t: usize, dev: &Device) -> Result<Self> {
         let w = WINDOW as i64;
         let n = t as i64;
         let mut rel_of_abs = Vec::with_capacity(t * t);

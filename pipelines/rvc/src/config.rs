@@ -24,6 +24,14 @@ impl Version {
         }
     }
 
+    /// RVC's label ("v1"/"v2"), as checkpoints and index file names store it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        }
+    }
+
     /// Width of the content features the phone projection expects.
     pub fn feature_dim(self) -> usize {
         match self {

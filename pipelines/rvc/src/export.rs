@@ -344,14 +344,6 @@ fn write_zip(path: &Path, pkl: &[u8], storages: &[Tensor]) -> Result<()> {
     out.get_ref().sync_all().map_err(io_err(path))
 }
 
-/// RVC's name for a version in the exported file.
-fn version_label(version: Version) -> &'static str {
-    match version {
-        Version::V1 => "v1",
-        Version::V2 => "v2",
-    }
-}
-
 /// Export a voice exactly as RVC WebUI's `savee`/`extract_small_model` does:
 /// `{"weight": float16 state dict without enc_q, "config": [18 values], "info", "sr", "f0", "version"}`.
 ///
@@ -388,10 +380,7 @@ pub fn save_voice(
         ("info".into(), PyValue::Str(info.into())),
         ("sr".into(), PyValue::Str(sr_label.into())),
         ("f0".into(), PyValue::Int(i64::from(f0))),
-        (
-            "version".into(),
-            PyValue::Str(version_label(version).into()),
-        ),
+        ("version".into(), PyValue::Str(version.as_str().into())),
     ]);
     write_pth(path, &top, DType::F16)
 }

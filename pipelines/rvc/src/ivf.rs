@@ -61,11 +61,10 @@ pub fn n_ivf(rows: usize) -> usize {
 
 /// RVC's file name for the finished index, e.g. `added_IVF256_Flat_nprobe_1_alice_v2.index`.
 pub fn rvc_index_name(n_ivf: usize, name: &str, version: Version) -> String {
-    let v = match version {
-        Version::V1 => "v1",
-        Version::V2 => "v2",
-    };
-    format!("added_IVF{n_ivf}_Flat_nprobe_1_{name}_{v}.index")
+    format!(
+        "added_IVF{n_ivf}_Flat_nprobe_1_{name}_{}.index",
+        version.as_str()
+    )
 }
 
 /// Build RVC's retrieval index from all training feature rows (`[n, dim]`, row-major): reduce

@@ -38,6 +38,7 @@ pub mod synth;
 mod text_encoder;
 mod timemajor;
 
+pub use attentions::{Bands, WINDOW};
 pub use checkpoint::{Checkpoint, Weights};
 pub use config::{ResBlockKind, SynthConfig, Version};
 pub use convert::{

@@ -101,10 +101,7 @@ impl VoiceModel {
             .unwrap_or_default();
         format!(
             "{file} (RVC {}, {} kHz, {}{})",
-            match self.synth.version() {
-                Version::V1 => "v1",
-                Version::V2 => "v2",
-            },
+            self.synth.version().as_str(),
             self.synth.sample_rate() / 1000,
             if self.synth.has_pitch() {
                 "with pitch"

@@ -117,13 +117,6 @@ fn synth_config(size: &str) -> Result<SynthConfig> {
     Ok(SynthConfig::from_list(&list)?)
 }
 
-fn models_root() -> PathBuf {
-    std::env::var_os("AVATAR_MODELS")
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("avatar").join("models")))
-        .unwrap_or_else(|| PathBuf::from("models"))
-}
-
 /// The pretrained base files to start from, when given or installed.
 fn pretrained(args: &VoiceTrainArgs) -> (Option<PathBuf>, Option<PathBuf>) {
     if args.size != "standard" {
@@ -134,7 +127,7 @@ fn pretrained(args: &VoiceTrainArgs) -> (Option<PathBuf>, Option<PathBuf>) {
     } else {
         "pretrained_v2"
     };
-    let dir = models_root().join("rvc").join(sub);
+    let dir = avatar_llm::load::models_root().join("rvc").join(sub);
     let g = args
         .pretrained_g
         .clone()
@@ -399,8 +392,8 @@ pub fn train_voice(ctx: &Ctx, args: &VoiceTrainArgs) -> Result<VoiceTrainReport>
     export::export_rvc(&trainer.generator, &pth, &info)?;
     let final_losses = trainer.history.last().map(|(_, l)| *l);
     let card = VoiceCard {
-        config: export::config_list(&trainer.generator.cfg),
-        version: export::version_string(version),
+        config: trainer.generator.cfg.to_list(),
+        version: version.as_str().into(),
         sample_rate: trainer.generator.cfg.sr,
         f0: true,
         steps: trainer.step,
