@@ -8,7 +8,8 @@ pub mod loss;
 pub mod mel;
 pub mod ops;
 pub mod params;
-pub mod rng;
+/// The seeded generator (shared with avatar-rvc's index builder).
+pub use avatar_rvc::rng;
 pub mod train;
 
 pub use error::{Result, TrainError};

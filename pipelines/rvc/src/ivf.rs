@@ -16,6 +16,7 @@ use candle_core::{Device, Tensor};
 use crate::config::Version;
 use crate::error::{Result, RvcError};
 use crate::index::{l2, FeatureIndex};
+use crate::rng::Rng;
 
 /// How the index is built. [`Default`] is RVC's behaviour.
 #[derive(Debug, Clone)]
@@ -332,40 +333,6 @@ fn check_rows(rows: &[f32], dim: usize) -> Result<usize> {
         )));
     }
     Ok(rows.len() / dim)
-}
-
-/// SplitMix64: small, seeded, and the same on every platform.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0), by the multiply-high reduction.
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-
-    /// `k` distinct numbers below `n` in random order (partial Fisher-Yates).
-    fn distinct(&mut self, n: usize, k: usize) -> Vec<usize> {
-        let mut all: Vec<usize> = (0..n).collect();
-        for i in 0..k.min(n) {
-            let j = i + self.below(n - i);
-            all.swap(i, j);
-        }
-        all.truncate(k);
-        all
-    }
 }
 
 #[cfg(test)]

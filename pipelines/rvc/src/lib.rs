@@ -33,6 +33,7 @@ pub mod ivf;
 mod nn;
 pub mod nsf;
 pub mod pipeline;
+pub mod rng;
 pub mod shapes;
 pub mod synth;
 mod text_encoder;

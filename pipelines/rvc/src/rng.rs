@@ -1,5 +1,6 @@
-//! A small seeded generator: every random draw of a training step comes from a stream
-//! derived from (seed, step), so a resumed run repeats exactly what an uninterrupted one does.
+//! A small seeded generator for everything random that must repeat: k-means in the index
+//! builder, and every draw of a training step (avatar-rvc-train), from a stream derived
+//! from (seed, step) so a resumed run repeats exactly what an uninterrupted one does.
 //! candle's CPU `randn` cannot be seeded, hence our own.
 
 /// SplitMix64 (Steele et al.): tiny, fast, good enough for noise and shuffles.
@@ -37,12 +38,20 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Uniform integer in [0, n); 0 when n is 0.
+    /// Uniform integer in [0, n) by the multiply-high reduction; 0 when n is 0.
     pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            return 0;
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+
+    /// `k` distinct numbers below `n` in random order (partial Fisher–Yates).
+    pub fn distinct(&mut self, n: usize, k: usize) -> Vec<usize> {
+        let mut all: Vec<usize> = (0..n).collect();
+        for i in 0..k.min(n) {
+            let j = i + self.below(n - i);
+            all.swap(i, j);
         }
-        (self.uniform() * n as f64) as usize % n
+        all.truncate(k);
+        all
     }
 
     /// Standard normal (Box–Muller).
