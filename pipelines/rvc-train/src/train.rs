@@ -243,12 +243,23 @@ impl Trainer {
 
     /// All loss terms for one batch and noise draw, with the current weights.
     pub fn losses(&self, batch: &Batch, noise: &GenNoise) -> Result<LossTerms> {
+        let (out, y, spec, disc) = self.discriminator_pass(batch, noise)?;
+        self.generator_terms(&out, &y, &spec, disc)
+    }
+
+    /// The generator's pass, the real audio and spectrogram under its slices, and the
+    /// discriminator's loss on (real, generated.detach()).
+    fn discriminator_pass(
+        &self,
+        batch: &Batch,
+        noise: &GenNoise,
+    ) -> Result<(crate::generator::GenOut, Tensor, Tensor, Tensor)> {
         let out = self.generator.forward(batch, noise)?;
         let (y, spec) = self.real_slice(batch, &out.slice_starts)?;
         let d_real = self.discriminator.forward(&y, false)?;
         let d_fake = self.discriminator.forward(&out.y_hat.detach(), false)?;
         let disc = discriminator_loss(&d_real, &d_fake)?;
-        self.generator_terms(&out, &y, &spec, disc)
+        Ok((out, y, spec, disc))
     }
 
     fn generator_terms(
@@ -301,11 +312,7 @@ impl Trainer {
     pub fn step_on(&mut self, batch: &Batch, noise: &GenNoise) -> Result<Losses> {
         let step = self.step;
         let lr = self.learning_rate();
-        let out = self.generator.forward(batch, noise)?;
-        let (y, spec) = self.real_slice(batch, &out.slice_starts)?;
-        let d_real = self.discriminator.forward(&y, false)?;
-        let d_fake = self.discriminator.forward(&out.y_hat.detach(), false)?;
-        let disc = discriminator_loss(&d_real, &d_fake)?;
+        let (out, y, spec, disc) = self.discriminator_pass(batch, noise)?;
         let grads = disc.backward()?;
         self.opt_d.step(&self.discriminator.params, &grads, lr)?;
         drop(grads);

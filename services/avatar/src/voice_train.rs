@@ -279,13 +279,15 @@ pub fn train_voice(ctx: &Ctx, args: &VoiceTrainArgs) -> Result<VoiceTrainReport>
             eprintln!("note: with this little speech the voice will be rough; RVC recommends 10–50 minutes");
         }
     }
+    let n_examples = prepared.len();
+    // Moved, not copied: ten minutes of speech is hundreds of MB of features and audio.
     let examples: Vec<Example> = prepared
-        .iter()
+        .into_iter()
         .map(|e| Example {
-            features: e.features.clone(),
-            f0: e.f0.clone(),
-            f0_coarse: e.f0_coarse.clone(),
-            wav: e.wav.clone(),
+            features: e.features,
+            f0: e.f0,
+            f0_coarse: e.f0_coarse,
+            wav: e.wav,
             frames: e.frames,
         })
         .collect();
@@ -399,13 +401,14 @@ pub fn train_voice(ctx: &Ctx, args: &VoiceTrainArgs) -> Result<VoiceTrainReport>
         steps: trainer.step,
         base: base.clone(),
         speech_seconds: amount.seconds,
-        examples: prepared.len(),
+        examples: n_examples,
         final_losses,
     };
     export::export_own(&trainer.generator, &dir, "model", &card)?;
     // RVC's retrieval index over the training features (HuBERT's own 50 Hz rows).
     let dim = version.feature_dim();
-    let rows: Vec<f32> = prepared
+    let rows: Vec<f32> = trainer
+        .examples()
         .iter()
         .flat_map(|e| e.features.chunks(dim).step_by(2).flatten().copied())
         .collect();
@@ -443,7 +446,7 @@ pub fn train_voice(ctx: &Ctx, args: &VoiceTrainArgs) -> Result<VoiceTrainReport>
         steps: trainer.step,
         resumed_from,
         clips: clips.len(),
-        examples: prepared.len(),
+        examples: n_examples,
         speech_minutes: amount.minutes(),
         base,
         first_losses: trainer.history.first().map(|(_, l)| *l),
