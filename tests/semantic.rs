@@ -132,3 +132,132 @@ fn an_unreachable_qdrant_server_is_a_clear_error() {
     );
     assert_no_panic(&out);
 }
+
+/// With a Qdrant server (`QDRANT_URL`; `eval "$(infra/qdrant.sh)"` starts one) the same corpus
+/// gives the same vector hits and the same retrieval scores as the embedded store, filters run
+/// on the server, and `forget` removes the vectors there too.
+#[test]
+fn a_qdrant_server_answers_as_the_embedded_store_does() {
+    let Some(model) = embed_model() else { return };
+    let Ok(url) = std::env::var("QDRANT_URL") else {
+        eprintln!("skipped: QDRANT_URL is not set (eval \"$(infra/qdrant.sh)\" starts a server)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |data: &Path, on_server: bool, args: &[&str]| -> String {
+        let mut c = cmd(data);
+        c.env("AVATAR_EMBED_MODEL", &model);
+        if on_server {
+            c.env("AVATAR_QDRANT_URL", &url);
+        } else {
+            c.env_remove("AVATAR_QDRANT_URL");
+        }
+        let out = c.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_no_panic(&out);
+        stdout(&out)
+    };
+    let lines = |s: String| -> Vec<serde_json::Value> {
+        s.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let embedded = tmp.path().join("embedded");
+    let server = tmp.path().join("server");
+    for (data, on_server) in [(&embedded, false), (&server, true)] {
+        run(
+            data,
+            on_server,
+            &[
+                "init",
+                "--name",
+                "Ada Lovelace",
+                "--alias",
+                "ada@example.org",
+            ],
+        );
+        run(data, on_server, &["ingest", samples().to_str().unwrap()]);
+    }
+    // The vectors really are on the server: the data directory has no embedded store.
+    assert!(embedded.join("vectors").is_dir());
+    assert!(!server.join("vectors").exists());
+
+    let ids = |data: &Path, on_server: bool, args: &[&str]| -> Vec<String> {
+        lines(run(data, on_server, args))
+            .iter()
+            .map(|h| h["record_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for query in [
+        "betting on racing",
+        "the analytical engine",
+        "a letter to her mother",
+    ] {
+        let args = ["search", query, "--mode", "vector", "--json", "-k", "10"];
+        let here = ids(&embedded, false, &args);
+        assert_eq!(here.len(), 10, "{query}");
+        assert_eq!(here, ids(&server, true, &args), "{query}");
+    }
+    let report = |data: &Path, on_server: bool| -> serde_json::Value {
+        serde_json::from_str(&run(data, on_server, &["eval", "retrieval", "--json"])).unwrap()
+    };
+    let (a, b) = (report(&embedded, false), report(&server, true));
+    eprintln!("embedded: {a}\nserver:   {b}");
+    for mode in ["vector", "hybrid"] {
+        for key in ["recall_at_10", "mrr"] {
+            let (x, y) = (
+                a[mode][key].as_f64().unwrap(),
+                b[mode][key].as_f64().unwrap(),
+            );
+            assert!((x - y).abs() < 1e-9, "{mode} {key}: {x} vs {y}");
+        }
+    }
+
+    // A filter runs in the server's query, and forget removes the participant's vectors there.
+    let william = "William King <william@example.org>";
+    let by_william = |data: &Path| -> usize {
+        lines(run(
+            data,
+            true,
+            &["search", "horses", "--mode", "vector", "--json", "-k", "50"],
+        ))
+        .iter()
+        .filter(|h| h["author"] == william)
+        .count()
+    };
+    let filtered = lines(run(
+        &server,
+        true,
+        &[
+            "search", "horses", "--mode", "vector", "--json", "--author", william,
+        ],
+    ));
+    assert!(!filtered.is_empty());
+    assert!(
+        filtered.iter().all(|h| h["author"] == william),
+        "{filtered:?}"
+    );
+    assert!(by_william(&server) > 0);
+    run(
+        &server,
+        true,
+        &["forget", "--participant", "William King", "--json"],
+    );
+    assert_eq!(
+        by_william(&server),
+        0,
+        "forget left William's vectors on the server"
+    );
+    let after = lines(run(
+        &server,
+        true,
+        &[
+            "search", "horses", "--mode", "vector", "--json", "--author", william,
+        ],
+    ));
+    assert!(after.is_empty(), "{after:?}");
+}
