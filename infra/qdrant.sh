@@ -8,7 +8,8 @@
 # Qdrant ships as a release binary or a Docker image, neither on a package registry (crates.io
 # has only the client and qdrant-edge), so this script uses what it finds: $QDRANT_BIN or
 # `qdrant` on PATH, else Docker with a reachable daemon. Without either it says so and exits 2;
-# the embedded store's suite does not need a server.
+# the embedded store's suite does not need a server. A binary can also be built from Qdrant's
+# source (github.com/qdrant/qdrant): `cargo build --release --bin qdrant` (needs protoc).
 set -euo pipefail
 GRPC_PORT="${QDRANT_GRPC_PORT:-6334}"
 HTTP_PORT="${QDRANT_HTTP_PORT:-6333}"
