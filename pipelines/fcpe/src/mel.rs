@@ -161,61 +161,22 @@ fn padded_sample(x: &[f32], f: &Framing, j: usize) -> f32 {
     x.get(r as usize).copied().unwrap_or(0.0)
 }
 
-/// Slaney mel scale (librosa `htk=False`): linear below 1 kHz, logarithmic above.
-fn hz_to_mel(f: f64) -> f64 {
-    let f_sp = 200.0 / 3.0;
-    let min_log_hz = 1000.0;
-    let min_log_mel = min_log_hz / f_sp;
-    let logstep = 6.4f64.ln() / 27.0;
-    if f >= min_log_hz {
-        min_log_mel + (f / min_log_hz).ln() / logstep
-    } else {
-        f / f_sp
-    }
-}
-
-fn mel_to_hz(m: f64) -> f64 {
-    let f_sp = 200.0 / 3.0;
-    let min_log_hz = 1000.0;
-    let min_log_mel = min_log_hz / f_sp;
-    let logstep = 6.4f64.ln() / 27.0;
-    if m >= min_log_mel {
-        min_log_hz * (logstep * (m - min_log_mel)).exp()
-    } else {
-        f_sp * m
-    }
-}
-
 /// librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax) with Slaney area normalisation, as
-/// sparse bands (computed in f64, stored in f32 like librosa's default dtype).
+/// sparse bands (stored in f32 like librosa's default dtype).
 fn slaney_filterbank(sr: f64, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64) -> Vec<Band> {
     let n_bins = n_fft / 2 + 1;
-    let fft_freqs: Vec<f64> = (0..n_bins).map(|k| k as f64 * sr / n_fft as f64).collect();
-    // np.linspace over mel, endpoint exact.
-    let (lo, hi) = (hz_to_mel(fmin), hz_to_mel(fmax));
-    let n_pts = n_mels + 2;
-    let step = (hi - lo) / (n_pts - 1) as f64;
-    let mel_f: Vec<f64> = (0..n_pts)
-        .map(|i| {
-            if i == n_pts - 1 {
-                mel_to_hz(hi)
-            } else {
-                mel_to_hz(lo + i as f64 * step)
-            }
-        })
-        .collect();
-    (0..n_mels)
-        .map(|i| {
-            let (f0, f1, f2) = (mel_f[i], mel_f[i + 1], mel_f[i + 2]);
-            let enorm = 2.0 / (f2 - f0);
-            let w: Vec<f32> = fft_freqs
-                .iter()
-                .map(|&f| {
-                    let lower = -(f0 - f) / (f1 - f0);
-                    let upper = (f2 - f) / (f2 - f1);
-                    (lower.min(upper).max(0.0) * enorm) as f32
-                })
-                .collect();
+    let dense = avatar_dsp::mel::mel_filters(
+        sr,
+        n_fft,
+        n_mels,
+        fmin,
+        fmax,
+        avatar_dsp::mel::MelScale::Slaney,
+    );
+    dense
+        .chunks_exact(n_bins)
+        .map(|row| {
+            let w: Vec<f32> = row.iter().map(|&v| v as f32).collect();
             let start = w.iter().position(|&v| v > 0.0).unwrap_or(0);
             let end = w.iter().rposition(|&v| v > 0.0).map_or(start, |e| e + 1);
             Band {

@@ -107,36 +107,18 @@ fn reflect(mut i: isize, n: usize) -> usize {
     i as usize
 }
 
-fn hz_to_mel_htk(f: f64) -> f64 {
-    2595.0 * (1.0 + f / 700.0).log10()
-}
-
-fn mel_to_hz_htk(m: f64) -> f64 {
-    700.0 * (10f64.powf(m / 2595.0) - 1.0)
-}
-
-/// librosa.filters.mel(sr=16000, n_fft=1024, n_mels=128, fmin=30, fmax=8000, htk=True):
-/// triangles between HTK-mel-spaced edges, each scaled by 2 / bandwidth ("slaney" norm).
+/// librosa.filters.mel(sr=16000, n_fft=1024, n_mels=128, fmin=30, fmax=8000, htk=True), kept
+/// at librosa's f32 precision.
 fn mel_basis() -> Vec<f64> {
-    let (lo, hi) = (hz_to_mel_htk(FMIN), hz_to_mel_htk(FMAX));
-    let edges: Vec<f64> = (0..N_MELS + 2)
-        .map(|i| mel_to_hz_htk(lo + (hi - lo) * i as f64 / (N_MELS + 1) as f64))
-        .collect();
-    let fft_freqs: Vec<f64> = (0..N_BINS)
-        .map(|k| k as f64 * SAMPLE_RATE / N_FFT as f64)
-        .collect();
-    let mut basis = vec![0f64; N_MELS * N_BINS];
-    for b in 0..N_MELS {
-        let (left, centre, right) = (edges[b], edges[b + 1], edges[b + 2]);
-        let norm = 2.0 / (right - left);
-        for (k, &f) in fft_freqs.iter().enumerate() {
-            let lower = (f - left) / (centre - left);
-            let upper = (right - f) / (right - centre);
-            let w = lower.min(upper).max(0.0) * norm;
-            basis[b * N_BINS + k] = f64::from(w as f32);
-        }
-    }
-    basis
+    let basis = avatar_dsp::mel::mel_filters(
+        SAMPLE_RATE,
+        N_FFT,
+        N_MELS,
+        FMIN,
+        FMAX,
+        avatar_dsp::mel::MelScale::Htk,
+    );
+    basis.into_iter().map(|w| f64::from(w as f32)).collect()
 }
 
 #[cfg(test)]

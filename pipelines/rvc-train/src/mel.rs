@@ -131,47 +131,18 @@ impl Mel {
     }
 }
 
-/// librosa.filters.mel(sr, n_fft, n_mels, fmin=0, fmax=sr/2, htk=False, norm="slaney"),
-/// row-major `[n_mels, bins]`.
+/// RVC's filters: librosa.filters.mel(sr, n_fft, n_mels, fmin=0, fmax=sr/2), Slaney scale and
+/// norm, row-major `[n_mels, bins]`.
 pub fn slaney_mel(sr: u32, n_fft: usize, n_mels: usize) -> Vec<f64> {
-    let bins = n_fft / 2 + 1;
-    let f_sp = 200.0 / 3.0;
-    let min_log_hz = 1000.0;
-    let min_log_mel = min_log_hz / f_sp;
-    let logstep = (6.4f64).ln() / 27.0;
-    let hz_to_mel = |f: f64| {
-        if f >= min_log_hz {
-            min_log_mel + (f / min_log_hz).ln() / logstep
-        } else {
-            f / f_sp
-        }
-    };
-    let mel_to_hz = |m: f64| {
-        if m >= min_log_mel {
-            min_log_hz * (logstep * (m - min_log_mel)).exp()
-        } else {
-            f_sp * m
-        }
-    };
-    let fmax = sr as f64 / 2.0;
-    let (lo, hi) = (hz_to_mel(0.0), hz_to_mel(fmax));
-    let mel_f: Vec<f64> = (0..n_mels + 2)
-        .map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64))
-        .collect();
-    let fft_f: Vec<f64> = (0..bins)
-        .map(|k| fmax * k as f64 / (bins - 1) as f64)
-        .collect();
-    let mut w = vec![0f64; n_mels * bins];
-    for m in 0..n_mels {
-        let (f0, f1, f2) = (mel_f[m], mel_f[m + 1], mel_f[m + 2]);
-        let enorm = 2.0 / (f2 - f0);
-        for (k, &f) in fft_f.iter().enumerate() {
-            let lower = (f - f0) / (f1 - f0);
-            let upper = (f2 - f) / (f2 - f1);
-            w[m * bins + k] = lower.min(upper).max(0.0) * enorm;
-        }
-    }
-    w
+    let sr = sr as f64;
+    avatar_dsp::mel::mel_filters(
+        sr,
+        n_fft,
+        n_mels,
+        0.0,
+        sr / 2.0,
+        avatar_dsp::mel::MelScale::Slaney,
+    )
 }
 
 #[cfg(test)]

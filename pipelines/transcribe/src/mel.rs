@@ -14,44 +14,18 @@ pub const WINDOW_FRAMES: usize = 3000;
 /// Slaney-style mel filterbank (librosa's default, which Whisper was trained with):
 /// `n_mels` rows of `N_FFT / 2 + 1` weights, row-major.
 pub fn mel_filters(n_mels: usize) -> Vec<f32> {
-    let bins = N_FFT / 2 + 1;
-    let fft_freqs: Vec<f64> = (0..bins)
-        .map(|i| i as f64 * SAMPLE_RATE as f64 / N_FFT as f64)
-        .collect();
-    // Slaney's scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above.
-    let f_sp = 200.0 / 3.0;
-    let min_log_hz = 1000.0;
-    let min_log_mel = min_log_hz / f_sp;
-    let logstep = 6.4f64.ln() / 27.0;
-    let hz_to_mel = |f: f64| {
-        if f >= min_log_hz {
-            min_log_mel + (f / min_log_hz).ln() / logstep
-        } else {
-            f / f_sp
-        }
-    };
-    let mel_to_hz = |m: f64| {
-        if m >= min_log_mel {
-            min_log_hz * (logstep * (m - min_log_mel)).exp()
-        } else {
-            f_sp * m
-        }
-    };
-    let max_mel = hz_to_mel(SAMPLE_RATE as f64 / 2.0);
-    let freqs: Vec<f64> = (0..n_mels + 2)
-        .map(|i| mel_to_hz(max_mel * i as f64 / (n_mels + 1) as f64))
-        .collect();
-    let mut out = vec![0f32; n_mels * bins];
-    for m in 0..n_mels {
-        let (lo, mid, hi) = (freqs[m], freqs[m + 1], freqs[m + 2]);
-        let norm = 2.0 / (hi - lo);
-        for (k, &f) in fft_freqs.iter().enumerate() {
-            let rise = (f - lo) / (mid - lo);
-            let fall = (hi - f) / (hi - mid);
-            out[m * bins + k] = (rise.min(fall).max(0.0) * norm) as f32;
-        }
-    }
-    out
+    let sr = SAMPLE_RATE as f64;
+    avatar_dsp::mel::mel_filters(
+        sr,
+        N_FFT,
+        n_mels,
+        0.0,
+        sr / 2.0,
+        avatar_dsp::mel::MelScale::Slaney,
+    )
+    .into_iter()
+    .map(|w| w as f32)
+    .collect()
 }
 
 /// Index into a signal padded by reflection (without repeating the edge sample), for any

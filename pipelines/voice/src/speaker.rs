@@ -439,48 +439,25 @@ impl Stft {
 /// 1 kHz, logarithmic above), triangles between adjacent band edges, each scaled by
 /// 2 / (its width in Hz) so every band has the same area. Stored as f32 like librosa's.
 fn mel_filterbank() -> Vec<[f32; N_BINS]> {
-    let top = hz_to_mel(f64::from(SAMPLE_RATE) / 2.0);
-    let edges: Vec<f64> = (0..N_MELS + 2)
-        .map(|i| mel_to_hz(top * i as f64 / (N_MELS + 1) as f64))
-        .collect();
-    (0..N_MELS)
-        .map(|m| {
-            let (lo, mid, hi) = (edges[m], edges[m + 1], edges[m + 2]);
-            let norm = 2.0 / (hi - lo);
+    let sr = f64::from(SAMPLE_RATE);
+    let dense = avatar_dsp::mel::mel_filters(
+        sr,
+        N_FFT,
+        N_MELS,
+        0.0,
+        sr / 2.0,
+        avatar_dsp::mel::MelScale::Slaney,
+    );
+    dense
+        .chunks_exact(N_BINS)
+        .map(|band| {
             let mut row = [0f32; N_BINS];
-            for (k, w) in row.iter_mut().enumerate() {
-                let f = k as f64 * f64::from(SAMPLE_RATE) / N_FFT as f64;
-                let rising = (f - lo) / (mid - lo);
-                let falling = (hi - f) / (hi - mid);
-                *w = (rising.min(falling).max(0.0) * norm) as f32;
+            for (w, &v) in row.iter_mut().zip(band) {
+                *w = v as f32;
             }
             row
         })
         .collect()
-}
-
-const MEL_F_SP: f64 = 200.0 / 3.0;
-const MEL_MIN_LOG_HZ: f64 = 1000.0;
-const MEL_MIN_LOG: f64 = MEL_MIN_LOG_HZ / MEL_F_SP; // 15
-
-fn mel_logstep() -> f64 {
-    6.4f64.ln() / 27.0
-}
-
-fn hz_to_mel(hz: f64) -> f64 {
-    if hz >= MEL_MIN_LOG_HZ {
-        MEL_MIN_LOG + (hz / MEL_MIN_LOG_HZ).ln() / mel_logstep()
-    } else {
-        hz / MEL_F_SP
-    }
-}
-
-fn mel_to_hz(mel: f64) -> f64 {
-    if mel >= MEL_MIN_LOG {
-        MEL_MIN_LOG_HZ * (mel_logstep() * (mel - MEL_MIN_LOG)).exp()
-    } else {
-        mel * MEL_F_SP
-    }
 }
 
 #[derive(Clone, Copy, Default, Debug)]
