@@ -26,6 +26,10 @@ fi
 BIN="${QDRANT_BIN:-$(command -v qdrant || true)}"
 if [ -n "$BIN" ]; then
   mkdir -p "$DATA"
+  DATA="$(cd "$DATA" && pwd)"
+  BIN="$(realpath "$BIN")"
+  # Qdrant writes a marker file (.qdrant-initialized) into its working directory.
+  cd "$DATA"
   QDRANT__STORAGE__STORAGE_PATH="$DATA/storage" \
   QDRANT__STORAGE__SNAPSHOTS_PATH="$DATA/snapshots" \
   QDRANT__SERVICE__GRPC_PORT="$GRPC_PORT" \
