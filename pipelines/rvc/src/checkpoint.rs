@@ -7,10 +7,9 @@
 //! `weight` tensors here so the modules never see weight norm.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 
-use candle_core::pickle::{Object, PthTensors, Stack};
+use candle_core::pickle::{Object, PthTensors};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
@@ -109,33 +108,8 @@ fn to_json(obj: &Object) -> Option<Value> {
 
 /// The top-level pickle object of a zip-format torch file.
 fn read_top_object(path: &Path) -> Result<Object> {
-    let file = std::fs::File::open(path).map_err(|source| RvcError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| ckpt_err(path, format!("not a zip-format torch file: {e}")))?;
-    let name = zip
-        .file_names()
-        .filter_map(|n| n.ok())
-        .find(|n| n.ends_with("data.pkl"))
-        .map(|n| n.into_owned())
-        .ok_or_else(|| ckpt_err(path, "no data.pkl in the archive"))?;
-    let mut bytes = Vec::new();
-    zip.by_name(&name)
-        .map_err(|e| ckpt_err(path, format!("reading {name}: {e}")))?
-        .read_to_end(&mut bytes)
-        .map_err(|source| RvcError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-    let mut stack = Stack::empty();
-    stack
-        .read_loop(&mut std::io::Cursor::new(bytes))
-        .map_err(|e| ckpt_err(path, format!("unpickling: {e}")))?;
-    stack
-        .finalize()
-        .map_err(|e| ckpt_err(path, format!("unpickling: {e}")))
+    let mut zip = crate::export::open_zip(path)?;
+    crate::export::read_pickle(&mut zip, path).map(|(_, top)| top)
 }
 
 /// Fold torch weight norm (dim 0): `w = g * v / ||v||`, the norm over all dims but the first.

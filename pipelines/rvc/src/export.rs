@@ -443,7 +443,7 @@ pub fn load_training_meta(path: &Path) -> Result<TrainingMeta> {
     })
 }
 
-fn open_zip(path: &Path) -> Result<ZipArchive<BufReader<File>>> {
+pub(crate) fn open_zip(path: &Path) -> Result<ZipArchive<BufReader<File>>> {
     let file = File::open(path).map_err(io_err(path))?;
     ZipArchive::new(BufReader::new(file)).map_err(|e| {
         ckpt_err(
@@ -454,7 +454,10 @@ fn open_zip(path: &Path) -> Result<ZipArchive<BufReader<File>>> {
 }
 
 /// The archive's record prefix (`"archive/"`) and its unpickled top-level object.
-fn read_pickle(zip: &mut ZipArchive<BufReader<File>>, path: &Path) -> Result<(String, Object)> {
+pub(crate) fn read_pickle(
+    zip: &mut ZipArchive<BufReader<File>>,
+    path: &Path,
+) -> Result<(String, Object)> {
     let name = zip
         .file_names()
         .filter_map(|n| n.ok())
