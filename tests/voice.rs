@@ -551,6 +551,19 @@ fn espeak_wav(path: &Path, text: &str, extra: &[&str]) {
     );
 }
 
+/// Ada, with a tiny random HuBERT installed: `(tmp, models, data)`; `None` (said why) where
+/// espeak-ng, which makes the speech, cannot be installed.
+fn voice_bed() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
+    if !installed_program("espeak-ng", "espeak-ng") {
+        return None;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tiny_hubert_models(&tmp.path().join("models"));
+    let data = tmp.path().join("data");
+    init_ada(&data);
+    Some((tmp, models, data))
+}
+
 /// A models folder whose `hubert/` holds avatar-content's tiny test HuBERT with a 256-wide
 /// projection (RVC v1's feature width), listed in SHA256SUMS as a user would list theirs.
 fn tiny_hubert_models(root: &Path) -> PathBuf {
@@ -591,13 +604,9 @@ fn tiny_hubert_models(root: &Path) -> PathBuf {
 /// then the avatar's own model from its models folder, and a clear error without HuBERT.
 #[test]
 fn an_rvc_voice_model_speaks_and_says_whose_voice() {
-    if !installed_program("espeak-ng", "espeak-ng") {
+    let Some((tmp, models, data)) = voice_bed() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let models = tiny_hubert_models(&tmp.path().join("models"));
-    let data = tmp.path().join("data");
-    init_ada(&data);
+    };
     let voice = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/rvc/testdata/v1_f0_48k.pth");
     let out = tmp.path().join("said.wav");
     let speak = |models: &Path, extra: &[&str]| {
@@ -709,13 +718,9 @@ fn an_rvc_voice_model_speaks_and_says_whose_voice() {
 /// then uses, and a second run resumes where the first stopped.
 #[test]
 fn the_persons_voice_is_trained_from_their_clips_and_speaks() {
-    if !installed_program("espeak-ng", "espeak-ng") {
+    let Some((tmp, models, data)) = voice_bed() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let models = tiny_hubert_models(&tmp.path().join("models"));
-    let data = tmp.path().join("data");
-    init_ada(&data);
+    };
     let said = tmp.path().join("story.wav");
     espeak_wav(
         &said,
@@ -876,13 +881,9 @@ fn the_persons_voice_is_trained_from_their_clips_and_speaks() {
 /// not again until more do.
 #[test]
 fn the_trainer_service_retrains_the_voice_when_clips_arrive() {
-    if !installed_program("espeak-ng", "espeak-ng") {
+    let Some((tmp, models, data)) = voice_bed() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let models = tiny_hubert_models(&tmp.path().join("models"));
-    let data = tmp.path().join("data");
-    init_ada(&data);
+    };
     let said = tmp.path().join("note.wav");
     espeak_wav(
         &said,
