@@ -21,7 +21,7 @@ use std::time::Instant;
 use avatar_rvc::{SynthConfig, Version};
 use avatar_rvc_train::adamw::AdamW;
 use avatar_rvc_train::discriminator::Discriminator;
-use avatar_rvc_train::generator::{Batch, Generator};
+use avatar_rvc_train::generator::Generator;
 use avatar_rvc_train::loss::{discriminator_loss, feature_loss, generator_loss, kl_loss};
 use avatar_rvc_train::mel::{Mel, MelConfig};
 use avatar_rvc_train::ops::scalar;
@@ -29,7 +29,7 @@ use avatar_rvc_train::params::Params;
 use avatar_rvc_train::train::tests::synthetic_examples;
 use avatar_rvc_train::{TrainConfig, Trainer};
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 
 type BenchResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -234,7 +234,7 @@ fn timed_step(
     let mut t = Instant::now();
     let out = tr.generator.forward(&batch, &noise)?;
     p.g_forward = lap(&mut t, &mut rss, 0);
-    let (y, spec) = real_slice(&tr.generator.cfg, &batch, &out.slice_starts)?;
+    let (y, spec) = batch.slices(&tr.generator.cfg, &out.slice_starts)?;
     let d_real = tr.discriminator.forward(&y, false)?;
     let d_fake = tr.discriminator.forward(&out.y_hat.detach(), false)?;
     let disc = discriminator_loss(&d_real, &d_fake)?;
@@ -288,18 +288,6 @@ fn timed_step(
             .collect::<Vec<_>>()
     );
     Ok(p)
-}
-
-/// The real audio and spectrogram under each decoded slice (as the trainer cuts them).
-fn real_slice(cfg: &SynthConfig, batch: &Batch, starts: &[usize]) -> BenchResult<(Tensor, Tensor)> {
-    let (seg, hop) = (cfg.segment_size, cfg.hop_length());
-    let mut wav = Vec::new();
-    let mut spec = Vec::new();
-    for (i, &s) in starts.iter().enumerate() {
-        wav.push(batch.wav.narrow(0, i, 1)?.narrow(2, s * hop, seg * hop)?);
-        spec.push(batch.spec.narrow(0, i, 1)?.narrow(2, s, seg)?);
-    }
-    Ok((Tensor::cat(&wav, 0)?, Tensor::cat(&spec, 0)?))
 }
 
 /// RVC's PyTorch step on the same shapes; `None` (with the reason printed) when skipped.

@@ -43,6 +43,21 @@ pub struct Batch {
     pub sid: Tensor,
 }
 
+impl Batch {
+    /// The real audio `[b, 1, segment * hop]` and spectrogram `[b, spec_channels, segment]`
+    /// under each decoded slice, starting at frame `starts[i]` of item i.
+    pub fn slices(&self, cfg: &SynthConfig, starts: &[usize]) -> Result<(Tensor, Tensor)> {
+        let (seg, hop) = (cfg.segment_size, cfg.hop_length());
+        let mut wav = Vec::new();
+        let mut spec = Vec::new();
+        for (i, &s) in starts.iter().enumerate() {
+            wav.push(self.wav.narrow(0, i, 1)?.narrow(2, s * hop, seg * hop)?);
+            spec.push(self.spec.narrow(0, i, 1)?.narrow(2, s, seg)?);
+        }
+        Ok((Tensor::cat(&wav, 0)?, Tensor::cat(&spec, 0)?))
+    }
+}
+
 /// Everything random in one generator pass, passed in so runs repeat exactly.
 #[derive(Debug, Clone)]
 pub struct GenNoise {

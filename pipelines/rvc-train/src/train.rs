@@ -228,19 +228,6 @@ impl Trainer {
         })
     }
 
-    /// The real audio under each decoded slice, `[b, 1, segment * hop]`.
-    fn real_slice(&self, batch: &Batch, starts: &[usize]) -> Result<(Tensor, Tensor)> {
-        let seg = self.generator.cfg.segment_size;
-        let hop = self.generator.cfg.hop_length();
-        let mut wav = Vec::new();
-        let mut spec = Vec::new();
-        for (i, &s) in starts.iter().enumerate() {
-            wav.push(batch.wav.narrow(0, i, 1)?.narrow(2, s * hop, seg * hop)?);
-            spec.push(batch.spec.narrow(0, i, 1)?.narrow(2, s, seg)?);
-        }
-        Ok((Tensor::cat(&wav, 0)?, Tensor::cat(&spec, 0)?))
-    }
-
     /// All loss terms for one batch and noise draw, with the current weights.
     pub fn losses(&self, batch: &Batch, noise: &GenNoise) -> Result<LossTerms> {
         let (out, y, spec, disc) = self.discriminator_pass(batch, noise)?;
@@ -255,7 +242,7 @@ impl Trainer {
         noise: &GenNoise,
     ) -> Result<(crate::generator::GenOut, Tensor, Tensor, Tensor)> {
         let out = self.generator.forward(batch, noise)?;
-        let (y, spec) = self.real_slice(batch, &out.slice_starts)?;
+        let (y, spec) = batch.slices(&self.generator.cfg, &out.slice_starts)?;
         let d_real = self.discriminator.forward(&y, false)?;
         let d_fake = self.discriminator.forward(&out.y_hat.detach(), false)?;
         let disc = discriminator_loss(&d_real, &d_fake)?;
