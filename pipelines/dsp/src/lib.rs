@@ -1,5 +1,7 @@
 //! Audio signal processing that several speech models share. Whisper, the speaker encoder,
 //! RMVPE, FCPE and RVC's training loss were each trained on librosa's mel filterbank with
-//! different settings; one implementation here keeps them from drifting apart.
+//! different settings, and each takes audio at its own rate; one implementation of each here
+//! keeps them from drifting apart.
 
 pub mod mel;
+pub mod resample;

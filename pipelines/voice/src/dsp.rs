@@ -1,58 +1,8 @@
-//! Signal conditioning shared by the voice pipeline: resampling (rubato), a zero-phase
+//! Signal conditioning shared by the voice pipeline: resampling (avatar-dsp's), a zero-phase
 //! high-pass (RVC removes rumble below 48 Hz before training) and loudness per ITU-R BS.1770
 //! (so clips from a quiet phone and a loud camera train alike).
 
-use rubato::{FftFixedIn, Resampler};
-
-#[derive(Debug, thiserror::Error)]
-#[error("resampling {from} Hz -> {to} Hz failed: {reason}")]
-pub struct ResampleError {
-    pub from: u32,
-    pub to: u32,
-    pub reason: String,
-}
-
-/// `samples` at `from` Hz as `to` Hz (FFT resampler; output length `len * to / from`, with the
-/// resampler's delay removed so timestamps stay put).
-pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, ResampleError> {
-    if from == to || samples.is_empty() {
-        return Ok(samples.to_vec());
-    }
-    let err = |reason: String| ResampleError { from, to, reason };
-    const CHUNK: usize = 1024;
-    let mut r = FftFixedIn::<f32>::new(from as usize, to as usize, CHUNK, 2, 1)
-        .map_err(|e| err(e.to_string()))?;
-    let delay = r.output_delay();
-    let want = (samples.len() as u64 * to as u64 / from as u64) as usize;
-    let mut out: Vec<f32> = Vec::with_capacity(want + delay + CHUNK);
-    let mut pos = 0;
-    while samples.len() - pos >= r.input_frames_next() {
-        let n = r.input_frames_next();
-        let block = r
-            .process(&[&samples[pos..pos + n]], None)
-            .map_err(|e| err(e.to_string()))?;
-        out.extend_from_slice(&block[0]);
-        pos += n;
-    }
-    if pos < samples.len() {
-        let block = r
-            .process_partial(Some(&[&samples[pos..]]), None)
-            .map_err(|e| err(e.to_string()))?;
-        out.extend_from_slice(&block[0]);
-    }
-    // Flush the delay line.
-    while out.len() < want + delay {
-        let block = r
-            .process_partial::<&[f32]>(None, None)
-            .map_err(|e| err(e.to_string()))?;
-        if block[0].is_empty() {
-            break;
-        }
-        out.extend_from_slice(&block[0]);
-    }
-    let end = (delay + want).min(out.len());
-    Ok(out.get(delay..end).map(<[f32]>::to_vec).unwrap_or_default())
-}
+pub use avatar_dsp::resample::{resample, ResampleError};
 
 /// A second-order IIR section (direct form I), coefficients normalised by a0.
 #[derive(Debug, Clone, Copy)]
