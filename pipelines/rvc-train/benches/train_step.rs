@@ -22,8 +22,7 @@ use avatar_rvc::{SynthConfig, Version};
 use avatar_rvc_train::adamw::AdamW;
 use avatar_rvc_train::discriminator::Discriminator;
 use avatar_rvc_train::generator::Generator;
-use avatar_rvc_train::loss::{discriminator_loss, feature_loss, generator_loss, kl_loss};
-use avatar_rvc_train::mel::{Mel, MelConfig};
+use avatar_rvc_train::loss::discriminator_loss;
 use avatar_rvc_train::ops::scalar;
 use avatar_rvc_train::params::Params;
 use avatar_rvc_train::train::tests::synthetic_examples;
@@ -189,9 +188,6 @@ fn lap(t: &mut Instant, rss: &mut [f64; 7], i: usize) -> f64 {
     s
 }
 
-/// The same computation as `Trainer::step_on` (D step, then G step against the updated
-/// D), with a clock read between phases. Candle runs eagerly on the CPU, so each phase's
-/// time is its own.
 /// Of `params`' gradients, how many still carry an autograd graph. Such a gradient keeps
 /// the step's tensors alive for as long as something holds it (AdamW's moments are
 /// computed from it), so resident memory then grows from step to step.
@@ -218,10 +214,12 @@ fn detach_grads(params: &Params, grads: &mut GradStore) {
     }
 }
 
+/// The same computation as `Trainer::step_on` (D step, then G step against the updated
+/// D), with a clock read between phases. Candle runs eagerly on the CPU, so each phase's
+/// time is its own.
 fn timed_step(
     tr: &mut Trainer,
     detach: bool,
-    mel: &Mel,
     opt_g: &mut AdamW,
     opt_d: &mut AdamW,
     step: u64,
@@ -248,14 +246,8 @@ fn timed_step(
     opt_d.step(&tr.discriminator.params, &grads, lr)?;
     drop(grads);
     p.d_adamw = lap(&mut t, &mut rss, 3);
-    let d_real = tr.discriminator.forward(&y, true)?;
-    let d_fake = tr.discriminator.forward(&out.y_hat, true)?;
-    let mel_real = mel.spec_to_mel(&spec)?;
-    let mel_fake = mel.mel(&out.y_hat.squeeze(1)?)?;
-    let c = &tr.config;
-    let l_mel = ((&mel_real - &mel_fake)?.abs()?.mean_all()? * c.c_mel)?;
-    let l_kl = (kl_loss(&out.z_p, &out.logs_q, &out.m_p, &out.logs_p)? * c.c_kl)?;
-    let total = (((generator_loss(&d_fake)? + feature_loss(&d_real, &d_fake)?)? + l_mel)? + l_kl)?;
+    let terms = tr.generator_terms(&out, &y, &spec, disc)?;
+    let total = terms.gen_all()?;
     p.g_losses = lap(&mut t, &mut rss, 4);
     let mut grads = total.backward()?;
     p.g_backward = lap(&mut t, &mut rss, 5);
@@ -266,7 +258,7 @@ fn timed_step(
     opt_g.step(&tr.generator.params, &grads, lr)?;
     p.g_adamw = lap(&mut t, &mut rss, 6);
     p.rss = rss;
-    let (d, g) = (scalar(&disc)?, scalar(&total)?);
+    let (d, g) = (scalar(&terms.disc)?, scalar(&total)?);
     println!(
         "  breakdown step: {:.2} s (loss_disc {d:.3}, loss_gen_all {g:.3}); RSS after each phase {:?} MiB",
         p.total(),
@@ -414,7 +406,6 @@ fn main() -> BenchResult {
 
     if o.breakdown > 0 {
         println!("candle step phase by phase ({} steps):", o.breakdown);
-        let mel = Mel::new(MelConfig::rvc(cfg.sr), &dev)?;
         let (mut opt_g, mut opt_d) = (
             AdamW::new(tr.config.optimizer),
             AdamW::new(tr.config.optimizer),
@@ -422,7 +413,7 @@ fn main() -> BenchResult {
         let mut sum = Phases::default();
         for k in 0..o.breakdown {
             let step = tr.step + k as u64;
-            let p = timed_step(&mut tr, o.detach_grads, &mel, &mut opt_g, &mut opt_d, step)?;
+            let p = timed_step(&mut tr, o.detach_grads, &mut opt_g, &mut opt_d, step)?;
             sum.add(&p);
         }
         let n = o.breakdown as f64;

@@ -87,6 +87,13 @@ pub struct LossTerms {
     pub mel_fake: Tensor,
 }
 
+impl LossTerms {
+    /// RVC's `loss_gen_all`: adversarial + feature matching + mel + KL (weights applied).
+    pub fn gen_all(&self) -> Result<Tensor> {
+        Ok((((&self.gen + &self.fm)? + &self.mel)? + &self.kl)?)
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct State {
     step: u64,
@@ -236,7 +243,7 @@ impl Trainer {
 
     /// The generator's pass, the real audio and spectrogram under its slices, and the
     /// discriminator's loss on (real, generated.detach()).
-    fn discriminator_pass(
+    pub fn discriminator_pass(
         &self,
         batch: &Batch,
         noise: &GenNoise,
@@ -249,7 +256,9 @@ impl Trainer {
         Ok((out, y, spec, disc))
     }
 
-    fn generator_terms(
+    /// The generator's loss terms against the discriminator as it is now (its weights
+    /// detached), for a generator pass from [`Trainer::discriminator_pass`].
+    pub fn generator_terms(
         &self,
         out: &crate::generator::GenOut,
         y: &Tensor,
@@ -304,7 +313,7 @@ impl Trainer {
         self.opt_d.step(&self.discriminator.params, &grads, lr)?;
         drop(grads);
         let t = self.generator_terms(&out, &y, &spec, disc)?;
-        let total = (((&t.gen + &t.fm)? + &t.mel)? + &t.kl)?;
+        let total = t.gen_all()?;
         let grads = total.backward()?;
         self.opt_g.step(&self.generator.params, &grads, lr)?;
         let losses = Losses {

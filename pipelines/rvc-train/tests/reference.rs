@@ -391,7 +391,7 @@ fn gradients_match() {
     let r = reference();
     let t = trainer(r);
     let l = t.losses(&batch(r), &noise(r)).unwrap();
-    let total = (((&l.gen + &l.fm).unwrap() + &l.mel).unwrap() + &l.kl).unwrap();
+    let total = l.gen_all().unwrap();
     let grads = total.backward().unwrap();
     let mut diffs: Vec<(f64, String)> = Vec::new();
     let names: Vec<String> = t
