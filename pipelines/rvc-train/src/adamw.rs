@@ -62,8 +62,7 @@ impl AdamW {
             };
             // candle leaves some variables' gradients attached to the step's graph; moments
             // built from them would keep every step's graph alive (GBs per step).
-            let g = g.detach();
-            let g = &g;
+            let g = &g.detach();
             let p = var.as_tensor();
             let m = match self.m.get(name) {
                 Some(m) => ((m * c.beta1)? + (g * (1.0 - c.beta1))?)?,

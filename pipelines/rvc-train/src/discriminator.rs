@@ -3,11 +3,10 @@
 //! The period discriminators' `(k, 1)` Conv2d layers are 1-D convolutions over each
 //! phase, so they run as conv1d with the period folded into the batch.
 
+use avatar_rvc::checkpoint::fold_weight_norm;
 use candle_core::{Device, Tensor};
 
 use crate::error::Result;
-use avatar_rvc::checkpoint::fold_weight_norm;
-
 use crate::ops::{conv1d, leaky_relu, reflect_pad};
 use crate::params::{Init, Params};
 use crate::rng::Rng;

@@ -8,10 +8,8 @@
 
 use candle_core::{Device, Tensor};
 
-use avatar_rvc::{ResBlockKind, SynthConfig, Version};
-
 use avatar_rvc::checkpoint::fold_weight_norm;
-use avatar_rvc::{Bands, WINDOW};
+use avatar_rvc::{Bands, ResBlockKind, SynthConfig, Version, WINDOW};
 
 use crate::error::{Result, TrainError};
 use crate::ops::{conv1d, conv_transpose1d, embedding, layer_norm_channels, leaky_relu};

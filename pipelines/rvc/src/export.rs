@@ -608,11 +608,14 @@ fn read_tensor(
 mod tests {
     use super::*;
 
+    use crate::{f0_to_coarse, Checkpoint, Noise, SynthInput, Synthesizer};
+    use candle_core::Device;
+
     /// A file torch itself wrote (`torch.save`, torch 2.15: `testdata/tiny_state.pth`, the
     /// pretrained-base layout with an fp16 tensor) reads back in order, as f32.
     #[test]
     fn reads_a_torch_written_training_state() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tiny_state.pth");
+        let path = testdata("tiny_state.pth");
         let state = load_state(&path, Some("model")).unwrap();
         let names: Vec<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
@@ -627,8 +630,6 @@ mod tests {
         assert_eq!(meta.iteration, Some(7));
         assert_eq!(meta.learning_rate, Some(1e-4));
     }
-    use crate::{f0_to_coarse, Checkpoint, Noise, SynthInput, Synthesizer};
-    use candle_core::Device;
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
