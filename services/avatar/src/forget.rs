@@ -179,6 +179,15 @@ pub fn forget(
     })
 }
 
+/// Why a model was removed, and by which forget, for its `stale.json`.
+fn stale_note(reason: &str, tombstone: &Envelope) -> serde_json::Value {
+    serde_json::json!({
+        "reason": reason,
+        "forget_event": tombstone.id.to_string(),
+        "at": tombstone.occurred_at,
+    })
+}
+
 /// Deletes the avatar's voice model and everything training left (checkpoints, samples, the
 /// feature index) and writes `voice/stale.json`, when there is one.
 fn remove_voice_model(data: &Path, avatar: &str, tombstone: &Envelope) -> Result<bool> {
@@ -203,11 +212,10 @@ fn remove_voice_model(data: &Path, avatar: &str, tombstone: &Envelope) -> Result
         removed = true;
     }
     if removed {
-        let stale = serde_json::json!({
-            "reason": "trained on recordings since forgotten; retrain with `avatar train voice`",
-            "forget_event": tombstone.id.to_string(),
-            "at": tombstone.occurred_at,
-        });
+        let stale = stale_note(
+            "trained on recordings since forgotten; retrain with `avatar train voice`",
+            tombstone,
+        );
         std::fs::write(dir.join("stale.json"), serde_json::to_vec_pretty(&stale)?)?;
     }
     Ok(removed)
@@ -250,11 +258,10 @@ fn remove_model(data: &Path, avatar: &str, tombstone: &Envelope) -> Result<bool>
         if let serde_json::Value::Object(m) = &mut value {
             m.insert(
                 "stale".into(),
-                serde_json::json!({
-                    "reason": "trained on data since forgotten; retrain with `avatar train llm`",
-                    "forget_event": tombstone.id.to_string(),
-                    "at": tombstone.occurred_at,
-                }),
+                stale_note(
+                    "trained on data since forgotten; retrain with `avatar train llm`",
+                    tombstone,
+                ),
             );
         }
         std::fs::write(dir.join("stale.json"), serde_json::to_vec_pretty(&value)?)?;

@@ -146,9 +146,8 @@ pub fn pass(ctx: &Ctx, args: &TrainerArgs) -> Result<usize> {
         drop(app);
         let before = state.get(&id).map_or(0, |s| s.voice_clips);
         // A voice model removed by `forget` is retrained from the clips that remain.
-        let voice_stale = crate::voice_train::voice_dir(&ctx.data, &id)
-            .join("stale.json")
-            .is_file();
+        let voice_dir = crate::voice_train::voice_dir(&ctx.data, &id);
+        let voice_stale = voice_dir.join("stale.json").is_file();
         let new_clips = voice_clips.saturating_sub(before);
         if args.voice_min_new > 0
             && voice_clips > 0
@@ -161,7 +160,7 @@ pub fn pass(ctx: &Ctx, args: &TrainerArgs) -> Result<usize> {
             } else {
                 println!("{id}: training the voice ({new_clips} new clip(s))");
             }
-            match train_voice(&actx, &crate::voice_train::voice_dir(&ctx.data, &id), args) {
+            match train_voice(&actx, &voice_dir, args) {
                 Ok(steps) => {
                     println!("{id}: voice trained to step {steps}");
                     state.entry(id.clone()).or_default().voice_clips = voice_clips;
