@@ -144,7 +144,7 @@ fn a_qdrant_server_answers_as_the_embedded_store_does() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let run = |data: &Path, on_server: bool, args: &[&str]| -> String {
+    let run = |data: &Path, on_server: bool, args: &[&str]| -> std::process::Output {
         let mut c = cmd(data);
         c.env("AVATAR_EMBED_MODEL", &model);
         if on_server {
@@ -159,12 +159,7 @@ fn a_qdrant_server_answers_as_the_embedded_store_does() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_no_panic(&out);
-        stdout(&out)
-    };
-    let lines = |s: String| -> Vec<serde_json::Value> {
-        s.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        out
     };
     let embedded = tmp.path().join("embedded");
     let server = tmp.path().join("server");
@@ -187,7 +182,7 @@ fn a_qdrant_server_answers_as_the_embedded_store_does() {
     assert!(!server.join("vectors").exists());
 
     let ids = |data: &Path, on_server: bool, args: &[&str]| -> Vec<String> {
-        lines(run(data, on_server, args))
+        json_lines(&run(data, on_server, args))
             .iter()
             .map(|h| h["record_id"].as_str().unwrap().to_string())
             .collect()
@@ -203,7 +198,12 @@ fn a_qdrant_server_answers_as_the_embedded_store_does() {
         assert_eq!(here, ids(&server, true, &args), "{query}");
     }
     let report = |data: &Path, on_server: bool| -> serde_json::Value {
-        serde_json::from_str(&run(data, on_server, &["eval", "retrieval", "--json"])).unwrap()
+        serde_json::from_str(&stdout(&run(
+            data,
+            on_server,
+            &["eval", "retrieval", "--json"],
+        )))
+        .unwrap()
     };
     let (a, b) = (report(&embedded, false), report(&server, true));
     eprintln!("embedded: {a}\nserver:   {b}");
@@ -220,7 +220,7 @@ fn a_qdrant_server_answers_as_the_embedded_store_does() {
     // A filter runs in the server's query, and forget removes the participant's vectors there.
     let william = "William King <william@example.org>";
     let by_william = |data: &Path| -> usize {
-        lines(run(
+        json_lines(&run(
             data,
             true,
             &["search", "horses", "--mode", "vector", "--json", "-k", "50"],
@@ -229,13 +229,10 @@ fn a_qdrant_server_answers_as_the_embedded_store_does() {
         .filter(|h| h["author"] == william)
         .count()
     };
-    let filtered = lines(run(
-        &server,
-        true,
-        &[
-            "search", "horses", "--mode", "vector", "--json", "--author", william,
-        ],
-    ));
+    let by_author = [
+        "search", "horses", "--mode", "vector", "--json", "--author", william,
+    ];
+    let filtered = json_lines(&run(&server, true, &by_author));
     assert!(!filtered.is_empty());
     assert!(
         filtered.iter().all(|h| h["author"] == william),
@@ -252,12 +249,6 @@ fn a_qdrant_server_answers_as_the_embedded_store_does() {
         0,
         "forget left William's vectors on the server"
     );
-    let after = lines(run(
-        &server,
-        true,
-        &[
-            "search", "horses", "--mode", "vector", "--json", "--author", william,
-        ],
-    ));
+    let after = json_lines(&run(&server, true, &by_author));
     assert!(after.is_empty(), "{after:?}");
 }

@@ -742,8 +742,9 @@ fn the_persons_voice_is_trained_from_their_clips_and_speaks() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let train = |steps: &str| {
-        let out = run(&[
+    // The tiny training every run below does; only the steps and the checkpoints differ.
+    let train_args = |steps: &'static str, checkpoint_every: &'static str| {
+        [
             "train",
             "voice",
             "--size",
@@ -759,9 +760,13 @@ fn the_persons_voice_is_trained_from_their_clips_and_speaks() {
             "--lr",
             "2e-3",
             "--checkpoint-every",
-            "40",
-            "--json",
-        ]);
+            checkpoint_every,
+        ]
+    };
+    let train = |steps: &'static str| {
+        let mut args = train_args(steps, "40").to_vec();
+        args.push("--json");
+        let out = run(&args);
         assert!(
             out.status.success(),
             "{}",
@@ -827,24 +832,7 @@ fn the_persons_voice_is_trained_from_their_clips_and_speaks() {
     // it, not from scratch.
     let mut child = cmd(&data)
         .env("AVATAR_MODELS", &models)
-        .args([
-            "train",
-            "voice",
-            "--size",
-            "tiny",
-            "--version",
-            "v1",
-            "--steps",
-            "100000",
-            "--batch",
-            "2",
-            "--frames",
-            "60",
-            "--lr",
-            "2e-3",
-            "--checkpoint-every",
-            "5",
-        ])
+        .args(train_args("100000", "5"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
